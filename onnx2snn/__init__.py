@@ -1,0 +1,1 @@
+"""onnx2snn: convert ONNX ANNs into spiking neural networks and run them on PyTorch."""

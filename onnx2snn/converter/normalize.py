@@ -1,0 +1,109 @@
+"""Turn any supported ANN graph into the canonical graph: IF neurons at every spiking site.
+
+The canonical graph is itself the spiking graph with placeholder thresholds; run in analog
+mode (each neuron acting as its ReLU) it computes the same function as the ANN.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import onnx
+import onnx_graphsurgeon as gs
+from onnx import version_converter
+from onnx_graphsurgeon.logger import G_LOGGER
+
+from .. import ops
+from ..errors import InvalidModelError, UnsupportedOpError
+from ..onnx_io import check_model
+from ..runtime.network import unsupported_nodes
+from . import passes
+
+G_LOGGER.severity = G_LOGGER.CRITICAL
+log = logging.getLogger("onnx2snn")
+
+MIN_OPSET = 11  # older graphs are first upgraded with onnx's version converter
+PASSES = [
+    passes.drop_identity_and_dropout,
+    passes.fold_constants,
+    passes.drop_output_softmax,
+    passes.fold_batchnorm,
+    passes.canonical_reshapes,
+    passes.free_batch_dimension,
+    passes.fold_constants,
+]
+
+
+@dataclasses.dataclass
+class Canonical:
+    model: onnx.ModelProto
+    notes: list[str]
+
+
+def _default_opset(model: onnx.ModelProto) -> int:
+    for opset in model.opset_import:
+        if opset.domain in ("", "ai.onnx"):
+            return opset.version
+    raise InvalidModelError("the model imports no standard ONNX opset")
+
+
+def _upgrade(model: onnx.ModelProto) -> onnx.ModelProto:
+    opset = _default_opset(model)
+    if opset >= MIN_OPSET:
+        return model
+    try:
+        return version_converter.convert_version(model, 13)
+    except Exception as error:  # the converter raises bare RuntimeErrors of many kinds
+        raise InvalidModelError(f"opset {opset} is older than {MIN_OPSET} and could not be upgraded: {error}") from None
+
+
+def _export(graph: gs.Graph, source: onnx.ModelProto) -> onnx.ModelProto:
+    # Intermediate shapes may be stale after rewriting; shape inference recomputes them.
+    io = set(map(id, list(graph.inputs) + list(graph.outputs)))
+    for tensor in graph.tensors().values():
+        if isinstance(tensor, gs.Variable) and id(tensor) not in io:
+            tensor.shape = None
+    graph.cleanup().toposort()
+    model = gs.export_onnx(graph, do_type_check=False)
+    model.ir_version = source.ir_version
+    del model.opset_import[:]
+    model.opset_import.extend([
+        onnx.helper.make_opsetid("", _default_opset(source)),
+        onnx.helper.make_opsetid(ops.SNN_DOMAIN, ops.SNN_OPSET),
+    ])
+    model.producer_name = "onnx2snn"
+    try:
+        model = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # shape information is a convenience for viewers, not a requirement
+        pass
+    return model
+
+
+def normalize(model: onnx.ModelProto, reset: str = "subtract") -> Canonical:
+    """The canonical spiking graph of ``model``; raises ``UnsupportedOpError`` listing every node
+    without a conversion rule."""
+    model = _upgrade(model)
+    missing = unsupported_nodes(model, runtime_only=False)
+    if missing:
+        raise UnsupportedOpError(missing, ops.supported_names())
+    try:
+        graph = gs.import_onnx(model)
+    except Exception as error:
+        raise InvalidModelError(f"cannot read the graph: {error}") from None
+    notes: list[str] = []
+    for run_pass in PASSES:
+        run_pass(graph, notes)
+    passes.mark_spiking_sites(graph, notes, reset)
+    canonical = _export(graph, model)
+    missing = unsupported_nodes(canonical, runtime_only=True)
+    if missing:
+        raise UnsupportedOpError(
+            missing, ops.supported_names(),
+            detail="these remain after normalization (a shape computation that did not fold, "
+                   "or an activation with no spiking equivalent)")
+    if not any(n.domain == ops.SNN_DOMAIN for n in canonical.graph.node):
+        raise InvalidModelError("the model has no ReLU (or Clip(0, a)) to turn into a spiking neuron")
+    check_model(canonical, "the normalized graph")
+    for note in notes:
+        log.info(note)
+    return Canonical(canonical, notes)

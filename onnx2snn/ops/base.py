@@ -1,0 +1,128 @@
+"""The op registry: one class per supported ONNX op, shared by the converter and the runtime.
+
+A class declares what it is (domain, op_type, the first opset it supports, notes for the docs)
+and how it runs on torch tensors. The converter asks the registry whether a graph is
+convertible; the runtime asks it how to execute each node. A new op is one new class.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import InvalidModelError
+
+SNN_DOMAIN = "onnx2snn"
+SNN_OPSET = 1
+
+
+@dataclasses.dataclass
+class NodeInfo:
+    """What an op needs to know about its node: attributes, opset and constant inputs."""
+
+    name: str
+    op_type: str
+    domain: str
+    opset: int
+    attrs: dict[str, Any]
+    inputs: list[str]
+    outputs: list[str]
+    constants: dict[int, np.ndarray]
+
+    def const(self, index: int, what: str) -> np.ndarray:
+        """The constant value of input ``index``, or a clear error when it is computed at run time."""
+        if index >= len(self.inputs) or not self.inputs[index]:
+            raise InvalidModelError(f"node {self.name!r} ({self.op_type}) lacks its {what} input")
+        if index not in self.constants:
+            raise InvalidModelError(
+                f"node {self.name!r} ({self.op_type}): {what} must be a constant, "
+                "but it is computed in the graph")
+        return self.constants[index]
+
+    def optional_const(self, index: int, what: str) -> np.ndarray | None:
+        if index >= len(self.inputs) or not self.inputs[index]:
+            return None
+        return self.const(index, what)
+
+    def fail(self, reason: str) -> InvalidModelError:
+        return InvalidModelError(f"node {self.name!r} ({self.op_type}): {reason}")
+
+
+class Op(nn.Module):
+    """A stateless op: ``forward`` maps input tensors to the output tensor(s)."""
+
+    domain: ClassVar[str] = ""
+    op_type: ClassVar[str] = ""
+    since: ClassVar[int] = 1  # first opset of ``domain`` that this class implements
+    notes: ClassVar[str] = ""
+    stateful: ClassVar[bool] = False
+
+    def __init__(self, node: NodeInfo):
+        super().__init__()
+        self.node = node
+
+
+class StatefulOp(Op):
+    """An op with state over timesteps (a neuron, a spiking max-pool).
+
+    ``analog`` gives the ANN's meaning, used for calibration and checking the canonical graph.
+    ``step`` advances one timestep: ``(state, inputs) -> (output, state)``; state ``None`` is
+    the initial state. The network owns the state, so one op can serve many simulations.
+    """
+
+    stateful = True
+
+    def analog(self, *inputs: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def step(self, state: Any, *inputs: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        raise NotImplementedError
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.analog(*inputs)
+
+
+class RewrittenOp:
+    """An op the converter accepts but rewrites away (folds, drops or turns into a neuron).
+
+    It never reaches the runtime; the class records what happens to it for the op table.
+    """
+
+    domain: ClassVar[str] = ""
+    op_type: ClassVar[str] = ""
+    since: ClassVar[int] = 1
+    notes: ClassVar[str] = ""
+
+
+_REGISTRY: dict[tuple[str, str], list[type]] = {}
+
+
+def register(cls: type) -> type:
+    """Class decorator: add an op class to the registry under (domain, op_type)."""
+    versions = _REGISTRY.setdefault((cls.domain, cls.op_type), [])
+    versions.append(cls)
+    versions.sort(key=lambda c: c.since)
+    return cls
+
+
+def lookup(domain: str, op_type: str, opset: int) -> type | None:
+    """The class for this node, or None. ``ai.onnx`` and ``""`` name the same domain."""
+    domain = "" if domain == "ai.onnx" else domain
+    candidates = [c for c in _REGISTRY.get((domain, op_type), []) if c.since <= opset]
+    return candidates[-1] if candidates else None
+
+
+def registered() -> list[type]:
+    """All op classes, sorted by domain and op_type (for error messages and the op table)."""
+    return [c for key in sorted(_REGISTRY) for c in _REGISTRY[key]]
+
+
+def supported_names() -> list[str]:
+    return sorted({c.op_type if not c.domain else f"{c.domain}.{c.op_type}" for c in registered()})
+
+
+def as_int_list(values: Any) -> list[int]:
+    return [int(v) for v in np.asarray(values).reshape(-1)]

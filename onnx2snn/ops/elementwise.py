@@ -1,0 +1,56 @@
+"""Broadcasting arithmetic: the residual Add and affine Mul/Add/Sub/Div by constants."""
+from __future__ import annotations
+
+import torch
+
+from .base import Op, register
+
+
+@register
+class Add(Op):
+    op_type = "Add"
+    notes = "residual sums of spiking paths, and bias or affine terms"
+
+    def forward(self, a, b):
+        return a + b
+
+
+@register
+class Sub(Op):
+    op_type = "Sub"
+
+    def forward(self, a, b):
+        return a - b
+
+
+@register
+class Mul(Op):
+    op_type = "Mul"
+
+    def forward(self, a, b):
+        return a * b
+
+
+@register
+class Div(Op):
+    op_type = "Div"
+
+    def forward(self, a, b):
+        return a / b
+
+
+@register
+class Identity(Op):
+    op_type = "Identity"
+    notes = "dropped by the converter"
+
+    def forward(self, x):
+        return x
+
+
+@register
+class Neg(Op):
+    op_type = "Neg"
+
+    def forward(self, x):
+        return torch.neg(x)

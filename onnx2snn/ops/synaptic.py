@@ -1,0 +1,66 @@
+"""Weighted layers: Conv, Gemm and MatMul."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .base import NodeInfo, Op, register
+from .padding import explicit_pads, pad_input, split_pads
+
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+
+@register
+class Conv(Op):
+    op_type = "Conv"
+    notes = "1-D, 2-D and 3-D; with or without bias; grouped and depthwise; any strides, pads, dilations or auto_pad"
+
+    def __init__(self, node: NodeInfo):
+        super().__init__(node)
+        weight = node.const(1, "weight")
+        self.rank = weight.ndim - 2
+        if self.rank not in _CONV:
+            raise node.fail(f"weight of rank {weight.ndim} is not supported")
+        attrs = node.attrs
+        self.kernel = list(weight.shape[2:])
+        self.strides = list(attrs.get("strides", [1] * self.rank))
+        self.dilations = list(attrs.get("dilations", [1] * self.rank))
+        self.group = int(attrs.get("group", 1))
+
+    def forward(self, x, weight, bias=None):
+        pads = explicit_pads(self.node.attrs, list(x.shape[2:]), self.kernel, self.strides, self.dilations)
+        torch_pads, padding = split_pads(pads)
+        return _CONV[self.rank](pad_input(x, torch_pads), weight, bias, self.strides, padding,
+                                self.dilations, self.group)
+
+
+@register
+class Gemm(Op):
+    op_type = "Gemm"
+    notes = "transA, transB, alpha and beta"
+
+    def __init__(self, node: NodeInfo):
+        super().__init__(node)
+        self.trans_a = bool(node.attrs.get("transA", 0))
+        self.trans_b = bool(node.attrs.get("transB", 0))
+        self.alpha = float(node.attrs.get("alpha", 1.0))
+        self.beta = float(node.attrs.get("beta", 1.0))
+
+    def forward(self, a, b, c=None):
+        a = a.t() if self.trans_a else a
+        b = b.t() if self.trans_b else b
+        y = a @ b
+        if self.alpha != 1.0:
+            y = y * self.alpha
+        if c is not None:
+            y = y + (c * self.beta if self.beta != 1.0 else c)
+        return y
+
+
+@register
+class MatMul(Op):
+    op_type = "MatMul"
+    notes = "numpy-style matmul; MatMul + Add stands in for Gemm"
+
+    def forward(self, a, b):
+        return torch.matmul(a, b)
