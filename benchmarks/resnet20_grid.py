@@ -1,0 +1,81 @@
+"""The conversion grid on the shared ResNet-20: reset mode x threshold method, accuracy vs T.
+
+Each configuration is converted (calibrated on train images only) and evaluated on the
+class-balanced test subset; results go to docs/results/resnet20/<reset>_<method>.json. The run
+is resumable: finished configurations are skipped, an interrupted evaluation continues from its
+checkpoint. Afterwards ``--full`` evaluates one configuration on all 10,000 test images.
+
+    python benchmarks/resnet20_grid.py [--limit 2000] [--full subtract:percentile:99.9]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from onnx2snn._atomic import atomic_write_text
+from onnx2snn.cli.shared_assets import cifar10_dir, shared_dir
+from onnx2snn.converter.convert import ConversionOptions, convert
+from onnx2snn.evaluate import evaluate
+from onnx2snn.report import markdown_table, plot_accuracy
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+METHODS = ["percentile:99.9", "max", "spikenorm"]
+RESETS = ["subtract", "zero"]
+TIMESTEPS = [16, 32, 64, 128, 256]
+OUT = Path(__file__).resolve().parents[1] / "docs" / "results" / "resnet20"
+
+
+def run(reset: str, method: str, limit: int | None, tag: str) -> dict:
+    result_path = OUT / f"{tag}{reset}_{method.replace(':', '')}.json"
+    if result_path.is_file():
+        return json.loads(result_path.read_text())
+    ann = shared_dir() / "models" / "resnet20_cifar10.onnx"
+    snn = OUT / "models" / f"{reset}_{method.replace(':', '')}.onnx"
+    if not snn.is_file():
+        convert(ann, snn, cifar10_dir(), MEAN, STD, calibration_images=512,
+                options=ConversionOptions(threshold=method, reset=reset, calibration_timesteps=64))
+    result = evaluate(snn, cifar10_dir(), timesteps=TIMESTEPS, limit=limit, ann_path=ann,
+                      checkpoint=str(result_path) + ".partial", progress=True)
+    report = result.to_json()
+    atomic_write_text(result_path, json.dumps(report, indent=2) + "\n")
+    Path(str(result_path) + ".partial").unlink(missing_ok=True)
+    print(f"{reset} {method}: ANN {report['ann_accuracy']} SNN {report['snn_accuracy']}", flush=True)
+    return report
+
+
+def summarize(limit: int) -> None:
+    curves, ann = {}, None
+    for reset in RESETS:
+        for method in METHODS:
+            path = OUT / f"{reset}_{method.replace(':', '')}.json"
+            if path.is_file():
+                report = json.loads(path.read_text())
+                ann = report["ann_accuracy"]
+                label = f"{'soft' if reset == 'subtract' else 'hard'} reset, {method}"
+                curves[label] = {int(t): a for t, a in report["snn_accuracy"].items()}
+    if curves:
+        atomic_write_text(OUT / "grid.md", markdown_table(curves, ann))
+        plot_accuracy(curves, ann, OUT / "grid.png", title=f"ResNet-20, {limit} test images")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--limit", type=int, default=2000)
+    parser.add_argument("--full", help="RESET:METHOD to evaluate on the full test set after the grid")
+    parser.add_argument("--only-full", action="store_true")
+    args = parser.parse_args()
+    if not args.only_full:
+        for method in METHODS:
+            for reset in RESETS:
+                run(reset, method, args.limit, tag="")
+                summarize(args.limit)
+    if args.full:
+        reset, method = args.full.split(":", 1)
+        run(reset, method, None, tag="full10k_")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Conversion end to end: ANN ONNX file + calibration images -> spiking ONNX file."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import onnx
+import torch
+
+from .. import __version__
+from ..errors import ConfigError
+from ..ops import SNN_DOMAIN
+from ..ops.neurons import RESET_MODES
+from ..onnx_io import load_model, save_model, sha256_file
+from ..runtime.network import SpikingNetwork
+from .normalize import normalize
+from .thresholds import ThresholdMethod, compute_thresholds
+
+DEFAULT_CALIBRATION_IMAGES = 512
+DEFAULT_CALIBRATION_TIMESTEPS = 64
+
+
+@dataclasses.dataclass
+class ConversionOptions:
+    threshold: str = "max"
+    reset: str = "subtract"
+    calibration_timesteps: int = DEFAULT_CALIBRATION_TIMESTEPS
+    batch_size: int = 128
+
+    def validate(self) -> ThresholdMethod:
+        if self.reset not in RESET_MODES:
+            raise ConfigError(f"--reset must be one of {', '.join(RESET_MODES)}, not {self.reset!r}")
+        if self.calibration_timesteps < 1:
+            raise ConfigError("--calib-timesteps must be at least 1")
+        if self.batch_size < 1:
+            raise ConfigError("--batch-size must be at least 1")
+        return ThresholdMethod.parse(self.threshold)
+
+
+@dataclasses.dataclass
+class Conversion:
+    """The spiking model and what the conversion did."""
+
+    model: onnx.ModelProto
+    thresholds: dict[str, np.ndarray]
+    notes: list[str]
+
+
+def _set_attribute(node: onnx.NodeProto, name: str, value) -> None:
+    for attr in list(node.attribute):
+        if attr.name == name:
+            node.attribute.remove(attr)
+    node.attribute.append(onnx.helper.make_attribute(name, value))
+
+
+def write_neuron_parameters(model: onnx.ModelProto, network: SpikingNetwork) -> None:
+    """Copy each neuron's threshold and initial potential from the runtime back into the graph."""
+    neurons = network.neurons()
+    for node in model.graph.node:
+        if node.domain == SNN_DOMAIN and (node.name or node.output[0]) in neurons:
+            layer = neurons[node.name or node.output[0]]
+            _set_attribute(node, "threshold", [float(v) for v in layer.threshold.cpu().numpy()])
+            _set_attribute(node, "v_init", [float(v) for v in layer.v_init.cpu().numpy()])
+
+
+def convert_model(model: onnx.ModelProto, calibration: torch.Tensor,
+                  options: ConversionOptions | None = None,
+                  metadata: dict[str, str] | None = None) -> Conversion:
+    """Convert an in-memory ANN with normalized calibration images ``[N, C, H, W]``."""
+    options = options or ConversionOptions()
+    method = options.validate()
+    if calibration.ndim < 2 or len(calibration) == 0:
+        raise ConfigError("calibration needs at least one image")
+    canonical = normalize(model, reset=options.reset)
+    network = SpikingNetwork(canonical.model)
+    thresholds = compute_thresholds(network, calibration, method, options.calibration_timesteps, options.batch_size)
+    spiking = canonical.model
+    write_neuron_parameters(spiking, network)
+    properties = {
+        "onnx2snn.version": __version__,
+        "onnx2snn.threshold_method": str(method),
+        "onnx2snn.reset": options.reset,
+        "onnx2snn.calibration_images": str(len(calibration)),
+        "onnx2snn.calibration_timesteps": str(options.calibration_timesteps),
+        "onnx2snn.notes": json.dumps(canonical.notes),
+        **(metadata or {}),
+    }
+    del spiking.metadata_props[:]
+    onnx.helper.set_model_props(spiking, dict(sorted(properties.items())))
+    return Conversion(spiking, thresholds, canonical.notes)
+
+
+def convert(ann_path: str | os.PathLike, output_path: str | os.PathLike, data: str | os.PathLike,
+            mean: Sequence[float], std: Sequence[float], calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
+            options: ConversionOptions | None = None, seed: int = 0, device: str = "cpu") -> Conversion:
+    """Convert the ANN at ``ann_path``, calibrating on train-split images of ``data``, and write
+    the spiking graph to ``output_path`` (atomically)."""
+    from ..data import load_split, to_tensor
+
+    options = options or ConversionOptions()
+    options.validate()
+    if calibration_images < 1:
+        raise ConfigError("--calib must be at least 1")
+    model = load_model(ann_path)
+    images = load_split(data, "train", limit=calibration_images, seed=seed)
+    calibration = to_tensor(images.images, mean, std).to(device)
+    metadata = {
+        "onnx2snn.source_sha256": sha256_file(ann_path),
+        "onnx2snn.source_name": os.path.basename(os.fspath(ann_path)),
+        "onnx2snn.input_mean": ",".join(f"{v:g}" for v in mean),
+        "onnx2snn.input_std": ",".join(f"{v:g}" for v in std),
+        "onnx2snn.calibration_seed": str(seed),
+    }
+    conversion = convert_model(model, calibration, options, metadata)
+    save_model(conversion.model, output_path)
+    return conversion

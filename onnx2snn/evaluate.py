@@ -1,0 +1,138 @@
+"""Accuracy of a spiking model against timesteps, next to its ANN's, on a CIFAR-style data set.
+
+Long runs are resumable: progress is checkpointed after every batch (atomically) beside the
+JSON output, and a rerun with the same settings continues where the last one stopped.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ._atomic import atomic_write_text
+from .data import load_split, parse_floats, to_tensor
+from .errors import ConfigError, InvalidModelError
+from .onnx_io import sha256_file
+from .runtime import load
+
+DEFAULT_TIMESTEPS = (16, 32, 64, 128, 256)
+
+
+@dataclasses.dataclass
+class Evaluation:
+    n: int
+    ann_accuracy: float | None
+    snn_accuracy: dict[int, float]
+    spikes_per_image: float | None
+    settings: dict
+    seconds: float
+
+    def to_json(self) -> dict:
+        return {
+            "n": self.n,
+            "ann_accuracy": self.ann_accuracy,
+            "snn_accuracy": {str(t): a for t, a in sorted(self.snn_accuracy.items())},
+            "spikes_per_image": self.spikes_per_image,
+            "seconds": round(self.seconds, 1),
+            **self.settings,
+        }
+
+
+def ann_predictions(ann_path: str | os.PathLike, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
+    """Class predictions of the original ANN with onnxruntime."""
+    import onnxruntime as ort
+
+    try:
+        session = ort.InferenceSession(os.fspath(ann_path), providers=ort.get_available_providers())
+    except Exception as error:  # onnxruntime raises its own exception types
+        raise InvalidModelError(f"{ann_path}: onnxruntime cannot load the ANN ({error})") from None
+    feed = session.get_inputs()[0]
+    fixed = feed.shape[0] if isinstance(feed.shape[0], int) and feed.shape[0] > 0 else None
+    size = fixed or batch_size
+    predictions = []
+    for start in range(0, len(x), size):
+        chunk = x[start:start + size]
+        if fixed and len(chunk) < fixed:  # a fixed-batch export: pad the last batch
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - len(chunk), axis=0)])
+        logits = session.run(None, {feed.name: chunk})[0]
+        predictions.append(np.asarray(logits).reshape(len(chunk), -1).argmax(1)[:len(x[start:start + size])])
+    return np.concatenate(predictions)
+
+
+def _normalization(network_metadata: dict, mean, std) -> tuple[list[float], list[float]]:
+    mean = parse_floats(mean, "--mean") if mean is not None else None
+    std = parse_floats(std, "--std") if std is not None else None
+    mean = mean or parse_floats(network_metadata.get("onnx2snn.input_mean", ""), "stored mean")
+    std = std or parse_floats(network_metadata.get("onnx2snn.input_std", ""), "stored std")
+    if not mean or not std:
+        raise ConfigError("the model stores no input normalization; give --mean and --std")
+    return mean, std
+
+
+def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = "test",
+             timesteps: Sequence[int] = DEFAULT_TIMESTEPS, limit: int | None = None,
+             ann_path: str | os.PathLike | None = None, device: str = "cpu", batch_size: int = 250,
+             mean=None, std=None, checkpoint: str | os.PathLike | None = None,
+             count_spikes: bool = False, progress: bool = False) -> Evaluation:
+    """Evaluate a spiking ONNX model; one simulation to max(timesteps) per batch."""
+    timesteps = sorted({int(t) for t in timesteps})
+    if not timesteps or timesteps[0] < 1:
+        raise ConfigError("-T needs positive timesteps")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for, but torch sees no CUDA device")
+    started = time.time()
+    network = load(snn_path).to(device).eval()
+    fast_layout = torch.channels_last  # ~15% faster convolutions on CPU for spike tensors
+    network.to(memory_format=fast_layout)
+    mean, std = _normalization(network.metadata, mean, std)
+    images = load_split(data, split, limit=limit)
+    x = to_tensor(images.images, mean, std)
+    labels = torch.from_numpy(images.labels)
+    settings = {"model": os.path.basename(os.fspath(snn_path)), "model_sha256": sha256_file(snn_path),
+                "data": images.source, "split": split, "limit": limit, "timesteps": timesteps,
+                "batch_size": batch_size, "device": device,
+                "threshold_method": network.metadata.get("onnx2snn.threshold_method"),
+                "reset": network.metadata.get("onnx2snn.reset")}
+
+    state = {"done": 0, "correct": {str(t): 0 for t in timesteps}, "spikes": 0.0}
+    key = json.dumps({k: v for k, v in settings.items() if k != "device"}, sort_keys=True)
+    if checkpoint and Path(checkpoint).is_file():
+        try:
+            saved = json.loads(Path(checkpoint).read_text())
+            if saved.get("key") == key:
+                state = saved["state"]
+        except (ValueError, KeyError, TypeError):
+            pass  # an unreadable checkpoint is ignored, never trusted
+    iterator = range(state["done"], len(x), batch_size)
+    if progress:
+        from tqdm import tqdm
+        iterator = tqdm(iterator, desc="SNN", unit="batch", initial=state["done"] // batch_size,
+                        total=-(-len(x) // batch_size))
+    for start in iterator:
+        batch = x[start:start + batch_size].to(device).contiguous(memory_format=fast_layout)
+        target = labels[start:start + batch_size].to(device)
+        sim = network.simulate(batch, timesteps, count_spikes=count_spikes)
+        for t, out in sim.outputs.items():
+            state["correct"][str(t)] += int((out.argmax(1) == target).sum())
+        state["spikes"] += sum(sim.spikes.values())
+        state["done"] = start + len(batch)
+        if checkpoint:
+            atomic_write_text(checkpoint, json.dumps({"key": key, "state": state}))
+
+    ann_accuracy = None
+    if ann_path is not None:
+        predictions = ann_predictions(ann_path, x.numpy())
+        ann_accuracy = float((predictions == images.labels).mean())
+        settings["ann_model"] = os.path.basename(os.fspath(ann_path))
+    n = len(x)
+    return Evaluation(
+        n=n, ann_accuracy=ann_accuracy,
+        snn_accuracy={t: state["correct"][str(t)] / n for t in timesteps},
+        spikes_per_image=(state["spikes"] / n) if count_spikes else None,
+        settings=settings, seconds=time.time() - started)
