@@ -18,7 +18,8 @@ import torch
 from ._atomic import atomic_write_text
 from .data import load_split, parse_floats, to_tensor
 from .errors import ConfigError, InvalidModelError
-from .onnx_io import sha256_file
+from .onnx_io import load_model, sha256_file
+from .resources import evaluation_batch_size
 from .runtime import load
 
 DEFAULT_TIMESTEPS = (16, 32, 64, 128, 256)
@@ -79,7 +80,8 @@ def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = 
              timesteps: Sequence[int] = DEFAULT_TIMESTEPS, limit: int | None = None,
              ann_path: str | os.PathLike | None = None, device: str = "cpu", batch_size: int = 250,
              mean=None, std=None, checkpoint: str | os.PathLike | None = None,
-             count_spikes: bool = False, progress: bool = False) -> Evaluation:
+             count_spikes: bool = False, progress: bool = False,
+             max_memory: int | str | None = None) -> Evaluation:
     """Evaluate a spiking ONNX model; one simulation to max(timesteps) per batch."""
     timesteps = sorted({int(t) for t in timesteps})
     if not timesteps or timesteps[0] < 1:
@@ -94,6 +96,8 @@ def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = 
     images = load_split(data, split, limit=limit)
     x = to_tensor(images.images, mean, std)
     labels = torch.from_numpy(images.labels)
+    batch_size = evaluation_batch_size(load_model(snn_path), network, x, batch_size, max_memory,
+                                       classes=len(images.classes))  # memory budget, trial run
     settings = {"model": os.path.basename(os.fspath(snn_path)), "model_sha256": sha256_file(snn_path),
                 "data": images.source, "split": split, "limit": limit, "timesteps": timesteps,
                 "batch_size": batch_size, "device": device,

@@ -15,7 +15,7 @@ from google.protobuf.message import DecodeError
 from onnx import external_data_helper
 
 from ._atomic import atomic_write_bytes
-from .errors import InvalidModelError
+from .errors import InvalidModelError, Onnx2SnnError
 
 # A model file larger than this is refused before it is read (protobuf's own limit is 2 GiB).
 MAX_MODEL_BYTES = 2 * 1024**3
@@ -30,27 +30,70 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 
 def _check_external_data(model: onnx.ModelProto, base_dir: Path, path: Path) -> None:
+    """Refuse external data outside the model's folder (``../``, absolute paths, symlinks out)."""
     base = base_dir.resolve()
     for tensor in external_data_helper._get_all_tensors(model):  # noqa: SLF001  (onnx's own walker)
         if not external_data_helper.uses_external_data(tensor):
             continue
-        info = external_data_helper.ExternalDataInfo(tensor)
-        location = info.location
-        target = (base / location).resolve()
-        if os.path.isabs(location) or (base != target and base not in target.parents):
+        try:
+            info = external_data_helper.ExternalDataInfo(tensor)
+        except (ValueError, TypeError) as error:  # offset/length that are not integers
+            raise InvalidModelError(f"{path}: tensor {tensor.name!r} has malformed external data info ({error})") from None
+        location = info.location or ""
+        try:
+            target = (base / location).resolve()  # follows symlinks: a link out of the folder is refused
+        except (ValueError, OSError, RuntimeError) as error:  # NUL bytes, loops
+            raise InvalidModelError(f"{path}: tensor {tensor.name!r} has an unusable external data location "
+                                    f"{location!r} ({error})") from None
+        if not location or os.path.isabs(location) or base not in target.parents:
             raise InvalidModelError(
                 f"{path}: tensor {tensor.name!r} points its external data outside the model's folder "
                 f"({location!r}); refusing to read it")
         if not target.is_file():
             raise InvalidModelError(f"{path}: external data file {location!r} of tensor {tensor.name!r} is missing")
         size = target.stat().st_size
-        if info.offset is not None and info.offset > size or (
-                info.length is not None and (info.offset or 0) + info.length > size):
+        offset, length = info.offset or 0, info.length
+        if offset < 0 or (length is not None and length < 0) or offset > size or (
+                length is not None and offset + length > size):
             raise InvalidModelError(f"{path}: external data of tensor {tensor.name!r} runs past the end of {location!r}")
+
+
+def _protobuf_kind(data: bytes) -> str | None:
+    """Name the ONNX message a non-model protobuf most likely is, for a clearer error."""
+    for kind, message in (("GraphProto", onnx.GraphProto), ("TensorProto", onnx.TensorProto),
+                          ("NodeProto", onnx.NodeProto)):
+        candidate = message()
+        try:
+            candidate.ParseFromString(data)
+        except Exception:  # noqa: BLE001 - any parse failure just means "not this kind"
+            continue
+        if (kind == "GraphProto" and candidate.node) or (kind == "TensorProto" and candidate.dims) or \
+                (kind == "NodeProto" and candidate.op_type):
+            return kind
+    return None
+
+
+def parse_model(data: bytes, what: str) -> onnx.ModelProto:
+    """Parse serialized bytes as a ModelProto with a non-empty graph, or raise InvalidModelError."""
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError, TypeError, UnicodeDecodeError, RecursionError) as error:
+        kind = _protobuf_kind(data)
+        hint = f"it looks like a serialized {kind}, not a ModelProto" if kind else \
+            f"truncated or not a protobuf: {type(error).__name__}"
+        raise InvalidModelError(f"{what}: not an ONNX model ({hint})") from None
+    if not model.HasField("graph") or not model.graph.node:
+        kind = _protobuf_kind(data)
+        hint = f"it looks like a serialized {kind}, not a ModelProto" if kind else "no graph, or a graph with no nodes"
+        raise InvalidModelError(f"{what}: not an ONNX model ({hint})")
+    return model
 
 
 def load_model(path: str | os.PathLike, check: bool = True) -> onnx.ModelProto:
     """Load and validate an ONNX model, with its external data."""
+    from .converter.validate import validate_structure
+
     path = Path(path)
     if not path.exists():
         raise InvalidModelError(f"{path}: no such file")
@@ -59,17 +102,21 @@ def load_model(path: str | os.PathLike, check: bool = True) -> onnx.ModelProto:
     if path.stat().st_size > MAX_MODEL_BYTES:
         raise InvalidModelError(f"{path}: larger than {MAX_MODEL_BYTES} bytes")
     try:
-        model = onnx.load_model(str(path), load_external_data=False)
-    except (DecodeError, RuntimeError, ValueError, TypeError, UnicodeDecodeError) as error:
-        raise InvalidModelError(f"{path}: not an ONNX model ({type(error).__name__}: {error})") from None
-    if not model.HasField("graph") or not model.graph.node:
-        raise InvalidModelError(f"{path}: not an ONNX model (no graph, or a graph with no nodes)")
+        data = path.read_bytes()
+    except OSError as error:
+        raise InvalidModelError(f"{path}: cannot read ({error.strerror})") from None
+    model = parse_model(data, str(path))
+    del data
     _check_external_data(model, path.parent, path)
     try:
         external_data_helper.load_external_data_for_model(model, str(path.parent))
     except (OSError, ValueError) as error:
         raise InvalidModelError(f"{path}: cannot read external data ({error})") from None
     if check:
+        try:
+            validate_structure(model)
+        except Onnx2SnnError as error:
+            raise type(error)(f"{path}: {error}") from None
         check_model(model, str(path))
     return model
 
@@ -77,7 +124,7 @@ def load_model(path: str | os.PathLike, check: bool = True) -> onnx.ModelProto:
 def check_model(model: onnx.ModelProto, what: str) -> None:
     try:
         onnx.checker.check_model(model)
-    except (onnx.checker.ValidationError, ValueError) as error:
+    except Exception as error:  # noqa: BLE001 - the checker raises ValidationError, ValueError, ...
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise InvalidModelError(f"{what}: invalid ONNX model ({first})") from None
 

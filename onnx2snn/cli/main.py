@@ -31,7 +31,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from ..data import parse_floats
 
     options = ConversionOptions(threshold=args.threshold, reset=args.reset,
-                                calibration_timesteps=args.calib_timesteps, batch_size=args.batch_size)
+                                calibration_timesteps=args.calib_timesteps, batch_size=args.batch_size,
+                                max_memory=args.max_memory)
     conversion = convert(args.ann, args.output, args.data, parse_floats(args.mean, "--mean"),
                          parse_floats(args.std, "--std"), calibration_images=args.calib, options=options,
                          seed=args.seed, device=args.device)
@@ -48,7 +49,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     checkpoint = Path(str(args.json) + ".partial") if args.json else None
     result = evaluate(args.snn, args.data, split=args.split, timesteps=_timesteps(args.T), limit=args.limit,
                       ann_path=args.ann, device=args.device, batch_size=args.batch_size, mean=args.mean,
-                      std=args.std, checkpoint=checkpoint, count_spikes=args.spikes, progress=args.progress)
+                      std=args.std, checkpoint=checkpoint, count_spikes=args.spikes, progress=args.progress,
+                      max_memory=args.max_memory)
     report = result.to_json()
     if args.json:
         atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
@@ -101,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-timesteps", type=int, default=64, help="timesteps for spikenorm calibration")
     p.add_argument("--seed", type=int, default=0, help="which calibration images are drawn")
     p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--max-memory", default="4GB",
+                   help="memory budget, e.g. 4GB: batches shrink to fit, or it fails before allocating")
     p.add_argument("--device", default="cpu")
     p.set_defaults(run=cmd_convert)
 
@@ -116,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mean", help="override the stored input mean")
     p.add_argument("--std", help="override the stored input std")
     p.add_argument("--batch-size", type=int, default=250)
+    p.add_argument("--max-memory", default="4GB",
+                   help="memory budget, e.g. 4GB: batches shrink to fit, or it fails before allocating")
     p.add_argument("--spikes", action="store_true", help="also count spikes per image")
     p.add_argument("--progress", action="store_true", help="show a progress bar")
     p.set_defaults(run=cmd_evaluate)

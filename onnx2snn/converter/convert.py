@@ -15,6 +15,7 @@ from ..errors import ConfigError
 from ..ops import SNN_DOMAIN
 from ..ops.neurons import RESET_MODES
 from ..onnx_io import load_model, save_model, sha256_file
+from ..resources import fit_calibration
 from ..runtime.network import SpikingNetwork
 from .normalize import normalize
 from .thresholds import ThresholdMethod, compute_thresholds
@@ -29,6 +30,7 @@ class ConversionOptions:
     reset: str = "subtract"
     calibration_timesteps: int = DEFAULT_CALIBRATION_TIMESTEPS
     batch_size: int = 128
+    max_memory: int | str | None = None  # bytes or "4GB"; None = resources.DEFAULT_MAX_MEMORY
 
     def validate(self) -> ThresholdMethod:
         if self.reset not in RESET_MODES:
@@ -76,6 +78,7 @@ def convert_model(model: onnx.ModelProto, calibration: torch.Tensor,
         raise ConfigError("calibration needs at least one image")
     canonical = normalize(model, reset=options.reset)
     network = SpikingNetwork(canonical.model)
+    options = fit_calibration(canonical.model, network, calibration, options)  # memory budget, trial run
     thresholds = compute_thresholds(network, calibration, method, options.calibration_timesteps, options.batch_size)
     spiking = canonical.model
     write_neuron_parameters(spiking, network)

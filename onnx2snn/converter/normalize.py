@@ -18,6 +18,7 @@ from ..errors import InvalidModelError, UnsupportedOpError
 from ..onnx_io import check_model
 from ..runtime.network import unsupported_nodes
 from . import passes
+from .validate import validate_convertible
 
 G_LOGGER.severity = G_LOGGER.CRITICAL
 log = logging.getLogger("onnx2snn")
@@ -82,6 +83,7 @@ def _export(graph: gs.Graph, source: onnx.ModelProto) -> onnx.ModelProto:
 def normalize(model: onnx.ModelProto, reset: str = "subtract") -> Canonical:
     """The canonical spiking graph of ``model``; raises ``UnsupportedOpError`` listing every node
     without a conversion rule."""
+    validate_convertible(model)  # refuse broken or hostile graphs before any pass touches them
     model = _upgrade(model)
     missing = unsupported_nodes(model, runtime_only=False)
     if missing:
