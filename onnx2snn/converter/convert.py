@@ -66,6 +66,13 @@ def write_neuron_parameters(model: onnx.ModelProto, network: SpikingNetwork) -> 
             layer = neurons[node.name or node.output[0]]
             _set_attribute(node, "threshold", [float(v) for v in layer.threshold.cpu().numpy()])
             _set_attribute(node, "v_init", [float(v) for v in layer.v_init.cpu().numpy()])
+            # the low-latency extensions are written only when used, so plain graphs stay plain
+            if layer.bias.abs().max() > 0:
+                _set_attribute(node, "bias", [float(v) for v in layer.bias.cpu().numpy()])
+            if layer.signed:
+                _set_attribute(node, "signed", 1)
+            if layer.burst > 1:
+                _set_attribute(node, "burst", int(layer.burst))
 
 
 def convert_model(model: onnx.ModelProto, calibration: torch.Tensor,
@@ -79,6 +86,8 @@ def convert_model(model: onnx.ModelProto, calibration: torch.Tensor,
     canonical = normalize(model, reset=options.reset)
     network = SpikingNetwork(canonical.model)
     options = fit_calibration(canonical.model, network, calibration, options)  # memory budget, trial run
+    if method.extended_neuron and options.reset != "subtract":
+        raise ConfigError(f"threshold method {method} uses signed or burst spikes, which need --reset subtract")
     thresholds = compute_thresholds(network, calibration, method, options.calibration_timesteps, options.batch_size)
     spiking = canonical.model
     write_neuron_parameters(spiking, network)

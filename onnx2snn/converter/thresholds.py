@@ -26,24 +26,97 @@ MAX_PERCENTILE_SAMPLES = 1 << 23
 MIN_THRESHOLD = 1e-6
 
 
+BASES = ("max", "percentile", "robust", "spikenorm", "auto")
+V_INIT_MODES = ("zero", "half", "opt")
+SPEC_HELP = ("BASE[+MODIFIER...]; BASE: max | percentile:P | robust | spikenorm | auto; MODIFIER: "
+             "layer | channel | vzero | vhalf | vopt | biascorr | scale | signed | burst:G")
+
+
 @dataclasses.dataclass(frozen=True)
 class ThresholdMethod:
-    kind: str  # "max", "percentile" or "spikenorm"
+    """A conversion method: where thresholds come from plus optional calibration steps.
+
+    ``kind``: max | percentile | robust (percentile picked per layer from calibration loss) |
+    spikenorm | auto (all calibration steps, choices made on held-out train images).
+    Modifiers (docs/low_latency.md): ``channel`` thresholds, ``v_init`` zero|half|opt,
+    ``biascorr``, ``scale`` (threshold scale searched per layer), ``signed`` and ``burst:G`` spikes.
+    """
+
+    kind: str
     percentile: float | None = None
+    channel: bool = False
+    v_init: str = "zero"
+    bias_correction: bool = False
+    scale_search: bool = False
+    signed: bool = False
+    burst: int = 1
 
     def __str__(self) -> str:
-        return f"percentile:{self.percentile:g}" if self.kind == "percentile" else self.kind
+        base = f"percentile:{self.percentile:g}" if self.kind == "percentile" else self.kind
+        if self.kind == "auto":
+            return base + "".join(self._neuron_parts())
+        parts = [base]
+        if self.channel:
+            parts.append("channel")
+        if self.v_init != "zero":
+            parts.append("v" + self.v_init)
+        if self.bias_correction:
+            parts.append("biascorr")
+        if self.scale_search:
+            parts.append("scale")
+        return "+".join(parts) + "".join(self._neuron_parts())
+
+    def _neuron_parts(self) -> list[str]:
+        return (["+signed"] if self.signed else []) + ([f"+burst:{self.burst}"] if self.burst > 1 else [])
+
+    @property
+    def simulates(self) -> bool:
+        """Whether calibration simulates the SNN layer by layer (not one ANN pass)."""
+        return self.kind in ("robust", "auto") or self.bias_correction or self.scale_search or self.v_init == "opt"
+
+    @property
+    def extended_neuron(self) -> bool:
+        return self.signed or self.burst > 1
 
     @classmethod
     def parse(cls, text: "str | ThresholdMethod") -> "ThresholdMethod":
         if isinstance(text, ThresholdMethod):
             return text
-        if text in ("max", "spikenorm"):
-            return cls(text)
-        match = re.fullmatch(r"percentile:([0-9]*\.?[0-9]+)", text or "")
+        if not isinstance(text, str) or not text.strip():
+            raise ConfigError(f"empty threshold method; use {SPEC_HELP}")
+        base, *modifiers = [part.strip() for part in text.strip().split("+")]
+        fields: dict = {}
+        match = re.fullmatch(r"percentile:([0-9]*\.?[0-9]+)", base)
         if match and 0 < float(match.group(1)) <= 100:
-            return cls("percentile", float(match.group(1)))
-        raise ConfigError(f"unknown threshold method {text!r}; use max, percentile:P (0 < P <= 100) or spikenorm")
+            fields.update(kind="percentile", percentile=float(match.group(1)))
+        elif base in ("max", "robust", "spikenorm", "auto"):
+            fields["kind"] = base
+        else:
+            raise ConfigError(f"unknown threshold method {base!r} in {text!r}; use {SPEC_HELP} "
+                              "(percentile needs 0 < P <= 100)")
+        for modifier in modifiers:
+            burst = re.fullmatch(r"burst:([0-9]+)", modifier)
+            if modifier in ("layer", "channel"):
+                fields["channel"] = modifier == "channel"
+            elif modifier in ("vzero", "vhalf", "vopt"):
+                fields["v_init"] = modifier[1:]
+            elif modifier == "biascorr":
+                fields["bias_correction"] = True
+            elif modifier == "scale":
+                fields["scale_search"] = True
+            elif modifier == "signed":
+                fields["signed"] = True
+            elif burst and 1 <= int(burst.group(1)) <= 127:
+                fields["burst"] = int(burst.group(1))
+            else:
+                raise ConfigError(f"unknown modifier {modifier!r} in threshold method {text!r}; use {SPEC_HELP} "
+                                  "(burst:G needs 1 <= G <= 127)")
+        if fields["kind"] == "spikenorm" and modifiers:
+            raise ConfigError(f"spikenorm takes no modifiers, got {text!r}")
+        if fields["kind"] == "auto" and set(fields) - {"kind", "signed", "burst"}:
+            raise ConfigError(f"auto chooses its own calibration steps; only +signed and +burst:G may follow it, "
+                              f"got {text!r}")
+        return cls(**fields)
 
 
 def batches(x: torch.Tensor, size: int):
@@ -92,13 +165,18 @@ def activation_thresholds(network: SpikingNetwork, images: torch.Tensor, method:
 
 
 def compute_thresholds(network: SpikingNetwork, images: torch.Tensor, method: ThresholdMethod,
-                       timesteps: int, batch_size: int = 128) -> dict[str, np.ndarray]:
-    """Thresholds for every neuron of ``network`` (also set on it), keyed by node name."""
+                       timesteps: int, batch_size: int = 128, seed: int = 0) -> dict[str, np.ndarray]:
+    """Thresholds for every neuron of ``network`` (also set on it, with any initial potential,
+    bias and spike mode the method calibrates), keyed by node name."""
+    method = ThresholdMethod.parse(method)
     if method.kind == "spikenorm":
         from .spikenorm import spikenorm_thresholds
         thresholds = spikenorm_thresholds(network, images, timesteps, batch_size)
+    elif method.kind in ("max", "percentile") and method == ThresholdMethod(method.kind, method.percentile):
+        thresholds = activation_thresholds(network, images, method, batch_size, seed)
     else:
-        thresholds = activation_thresholds(network, images, method, batch_size)
+        from .methods.calibrate import calibrate
+        return calibrate(network, images, method, timesteps, batch_size, seed)
     for name, layer in network.neurons().items():
         layer.set_threshold(thresholds[name])
     return thresholds

@@ -36,6 +36,29 @@ def if_step(x: torch.Tensor, v: torch.Tensor, threshold: torch.Tensor,
     return spikes, v
 
 
+def signed_burst_step(x: torch.Tensor, v: torch.Tensor, count: torch.Tensor, threshold: torch.Tensor,
+                      signed: bool, burst: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One timestep of the extended IF neuron (soft reset only); all tensors already broadcast.
+
+        v[t] = v[t-1] + x[t]
+        burst (Li & Zeng 2022): k = clamp(floor(v / threshold), 0, burst) spikes in one step
+        signed (Wang et al. 2022, "signed neuron with memory"): if no positive spike fires,
+            v < 0 and the neuron has fired net positive before, it fires
+            k = -min(count, burst, ceil(-v / threshold)) negative spikes, undoing earlier ones
+        v <- v - k * threshold;  count <- count + k
+
+    Returns ``(k, v, count)``: the signed spike count of the step (in the input's dtype).
+    """
+    v = v + x
+    k = torch.clamp(torch.floor(v / threshold), 0, burst)
+    if signed:
+        undo = torch.minimum(torch.clamp(torch.ceil(-v / threshold), 0, burst), count)
+        k = torch.where(v < 0, -undo, k)
+        count = count + k
+    v = v - k * threshold
+    return k, v, count
+
+
 def channel_view(values: torch.Tensor, ndim: int) -> torch.Tensor:
     """Broadcast a per-channel vector over ``[N, C, ...]``; a single value stays a scalar."""
     if values.numel() == 1:
@@ -47,7 +70,12 @@ def channel_view(values: torch.Tensor, ndim: int) -> torch.Tensor:
 class IF(StatefulOp):
     """Integrate-and-fire neuron; attributes ``threshold`` and ``v_init`` (one value, or one per
     channel), ``reset`` (``subtract`` or ``zero``) and optional ``clip_max`` (the ANN's Clip/ReLU6
-    ceiling, which caps the threshold)."""
+    ceiling, which caps the threshold).
+
+    Optional low-latency extensions, all off by default (see docs/low_latency.md for their cost):
+    ``bias`` (one value or one per channel): a calibration current added at every step, which the
+    ANN meaning ignores; ``signed`` (0/1): negative spikes that undo earlier positive ones;
+    ``burst`` (>= 1): up to that many spikes in one step. ``signed``/``burst`` need soft reset."""
 
     domain = SNN_DOMAIN
     op_type = "IF"
@@ -65,8 +93,16 @@ class IF(StatefulOp):
             raise node.fail("threshold must be finite and positive")
         v_init = np.asarray(attrs.get("v_init", [0.0]), dtype=np.float32).reshape(-1)
         self.clip_max = float(attrs["clip_max"]) if "clip_max" in attrs else None
+        bias = np.asarray(attrs.get("bias", [0.0]), dtype=np.float32).reshape(-1)
+        self.signed = bool(attrs.get("signed", 0))
+        self.burst = int(attrs.get("burst", 1))
+        if self.burst < 1 or not np.all(np.isfinite(bias)):
+            raise node.fail("burst must be at least 1 and bias finite")
+        if (self.signed or self.burst > 1) and self.reset != "subtract":
+            raise node.fail("signed and burst spikes need reset 'subtract'")
         self.register_buffer("threshold", torch.from_numpy(threshold.copy()))
         self.register_buffer("v_init", torch.from_numpy(v_init.copy()))
+        self.register_buffer("bias", torch.from_numpy(bias.copy()))
 
     def set_threshold(self, values) -> None:
         values = torch.as_tensor(np.asarray(values, dtype=np.float32).reshape(-1))
@@ -76,11 +112,27 @@ class IF(StatefulOp):
         values = torch.as_tensor(np.asarray(values, dtype=np.float32).reshape(-1))
         self.v_init = values.to(self.v_init.device)
 
+    def set_bias(self, values) -> None:
+        values = torch.as_tensor(np.asarray(values, dtype=np.float32).reshape(-1))
+        self.bias = values.to(self.bias.device)
+
+    @property
+    def extended(self) -> bool:
+        """Whether the neuron uses signed or burst spikes (state is then ``(v, count)``)."""
+        return self.signed or self.burst > 1
+
     def analog(self, x):
         return torch.relu(x) if self.clip_max is None else torch.clamp(x, 0.0, self.clip_max)
 
     def step(self, v, x):
         threshold = channel_view(self.threshold, x.ndim)
+        if self.bias.numel() > 1 or float(self.bias.reshape(-1)[0]) != 0.0:
+            x = x + channel_view(self.bias, x.ndim)
+        if self.extended:
+            v, count = (torch.zeros_like(x) + channel_view(self.v_init, x.ndim), torch.zeros_like(x)) \
+                if v is None else v
+            spikes, v, count = signed_burst_step(x, v, count, threshold, self.signed, self.burst)
+            return spikes * threshold, (v, count)
         if v is None:
             v = torch.zeros_like(x) + channel_view(self.v_init, x.ndim)
         spikes, v = if_step(x, v, threshold, self.reset)

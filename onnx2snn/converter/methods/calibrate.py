@@ -1,0 +1,169 @@
+"""Layer-by-layer calibration for low latency: thresholds, initial potentials and bias currents.
+
+For each neuron layer in topological order (see ``layerwise.py``), with every earlier layer
+already spiking at its calibrated parameters:
+
+1. threshold candidates: percentiles of the layer's ANN activations (per channel or per layer),
+   times a scale grid when ``scale`` is on; the one with the least mean squared error between
+   the SNN's rate-coded output at T steps and the ANN activation wins (per channel or per layer);
+2. ``vopt``: the initial potential (a fraction of the threshold) is searched the same way;
+3. ``biascorr``: the mean per-channel error of the SNN output is measured and a constant input
+   current that cancels it is added (Li et al. 2021's bias correction), scaled by the step that
+   lowers the loss;
+4. the layer is simulated once more with its final parameters and its spike trains stored.
+
+Fitted statistics (percentiles, the mean error) come from the *fit* images, and every choice
+is made on the *selection* images; ``auto`` keeps these apart by holding out part of the
+(train-split) calibration images. The cost is linear in depth.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from ..thresholds import MIN_THRESHOLD, ThresholdMethod, batches
+from .candidates import Candidates, Errors, percentile_table, simulate_candidates
+from .layerwise import LayerwiseRun
+
+log = logging.getLogger(__name__)
+
+ROBUST_PERCENTILES = [99.0, 99.9, 99.99, 100.0]
+AUTO_PERCENTILES = [99.9, 100.0]
+SCALES = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+V_FRACTIONS = [0.0, 0.25, 0.5, 0.75]
+BIAS_STEPS = [0.0, 0.5, 1.0, 1.5]
+AUTO_HOLDOUT = 0.25  # share of the calibration images held out to make auto's choices
+MIN_ACTIVE = 0.05  # the bias step divides by the active share of a channel; keep it bounded
+CACHE_BYTES = 1 << 30  # input currents of the selection images are kept in memory up to this size
+
+
+def _auto(method: ThresholdMethod) -> ThresholdMethod:
+    return ThresholdMethod("robust", channel=True, v_init="opt", bias_correction=True, scale_search=True,
+                           signed=method.signed, burst=method.burst)
+
+
+def _percentiles(method: ThresholdMethod, auto: bool) -> list[float]:
+    if auto:
+        return AUTO_PERCENTILES
+    if method.kind == "robust":
+        return ROBUST_PERCENTILES
+    return [100.0] if method.kind == "max" else [method.percentile]
+
+
+class LayerCalibration:
+    """Evaluates candidate parameters of one layer on the fit or the selection images."""
+
+    def __init__(self, run: LayerwiseRun, neuron: int, targets: list[torch.Tensor], fit: list[int],
+                 select: list[int]):
+        self.run, self.neuron, self.targets, self.fit, self.select = run, neuron, targets, fit, select
+        self.layer = run.network.layers[neuron]
+        self.cache: dict[int, list] = {}
+        size = sum(targets[c].numel() for c in select) * run.timesteps * 4
+        self.use_cache = size <= CACHE_BYTES
+
+    def _currents(self, chunk: int):
+        if chunk in self.cache:
+            return self.cache[chunk]
+        pieces = ((t0, self.run.currents(self.neuron, chunk, t0, t1)) for t0, t1 in self.run.time_chunks())
+        if self.use_cache and chunk in self.select:
+            self.cache[chunk] = list(pieces)
+            return self.cache[chunk]
+        return pieces
+
+    def errors(self, candidates: Candidates, chunks: list[int]) -> Errors:
+        squared = signed = active = 0
+        positions = 0
+        for chunk in chunks:
+            target = self.targets[chunk]
+            sq, sg, act = simulate_candidates(self.layer, candidates, self._currents(chunk), target,
+                                              self.run.timesteps)
+            squared, signed, active = squared + sq, signed + sg, active + act
+            positions += target.numel() // target.shape[1]
+        return Errors(squared, signed, positions, active)
+
+    def final(self, candidates: Candidates) -> list[torch.Tensor]:
+        """Spike trains of every chunk with the chosen parameters."""
+        trains = []
+        for chunk, target in enumerate(self.targets):
+            train = torch.empty((self.run.timesteps, *target.shape), dtype=torch.int8)
+            simulate_candidates(self.layer, candidates, self._currents(chunk), target, self.run.timesteps, train)
+            trains.append(train)
+        return trains
+
+
+def _grid(theta: torch.Tensor, vfrac: torch.Tensor, bias: torch.Tensor) -> Candidates:
+    k = max(len(theta), len(vfrac), len(bias))
+    channels = max(theta.shape[1], vfrac.shape[1], bias.shape[1])
+    return Candidates(*(value.expand(k, channels).clone() for value in (theta, vfrac, bias)))
+
+
+def _compress(values: torch.Tensor) -> np.ndarray:
+    """One value per channel, or a single value when all channels agree."""
+    values = values.reshape(-1).numpy().astype(np.float32)
+    return values[:1] if np.all(values == values[0]) else values
+
+
+@torch.inference_mode()
+def calibrate(network, images: torch.Tensor, method: ThresholdMethod, timesteps: int, batch_size: int = 128,
+              seed: int = 0) -> dict[str, np.ndarray]:
+    """Calibrate every neuron of ``network`` in place; returns the thresholds by node name."""
+    auto = method.kind == "auto"
+    spec = _auto(method) if auto else method
+    held = int(round(len(images) * AUTO_HOLDOUT)) if auto and len(images) >= 2 else 0
+    fit_images, select_images = (images[:len(images) - held], images[len(images) - held:]) if held else (images, None)
+    chunks = list(batches(fit_images, batch_size))
+    fit = list(range(len(chunks)))
+    if select_images is not None:
+        chunks += list(batches(select_images, batch_size))
+    select = list(range(len(fit), len(chunks))) or fit
+    run = LayerwiseRun(network, chunks, timesteps, simulate=spec.simulates)
+    percentiles = _percentiles(spec, auto)
+    scales = SCALES if spec.scale_search else [1.0]
+    thresholds = {}
+
+    for neuron in network.neuron_nodes:
+        layer = network.layers[neuron]
+        name = network.node_names[neuron]
+        if layer.clip_max is not None and spec.burst > 1:
+            layer.burst = 1  # a burst could exceed the ANN's Clip ceiling
+        else:
+            layer.burst = spec.burst
+        layer.signed = spec.signed
+        targets = [layer.analog(run.ann_input(neuron, c)) for c in range(len(chunks))]
+        table = torch.from_numpy(percentile_table([targets[c] for c in fit], percentiles, spec.channel, seed))
+        theta = (table.unsqueeze(1) * torch.tensor(scales).reshape(1, -1, 1)).reshape(-1, table.shape[1])
+        theta = theta.clamp(min=MIN_THRESHOLD)
+        if layer.clip_max is not None:
+            theta = theta.clamp(max=layer.clip_max)
+        channels = theta.shape[1]
+        vfrac = torch.full((1, channels), 0.5 if spec.v_init in ("half", "opt") else 0.0)
+        bias = torch.zeros(1, channels)
+        if not spec.simulates:
+            chosen = _grid(theta, vfrac, bias)
+        else:
+            calibration = LayerCalibration(run, neuron, targets, fit, select)
+            chosen = _grid(theta, vfrac, bias)
+            if chosen.k > 1:
+                chosen = chosen.pick(calibration.errors(chosen, select).choose(spec.channel))
+            if spec.v_init == "opt":
+                options = _grid(chosen.theta, torch.tensor(V_FRACTIONS).reshape(-1, 1), chosen.bias)
+                chosen = options.pick(calibration.errors(options, select).choose(spec.channel))
+            if spec.bias_correction:
+                measured = calibration.errors(chosen, fit)
+                mean_error = measured.signed[0] / measured.positions
+                active = (measured.active.float() / measured.positions).clamp(min=MIN_ACTIVE)
+                step = -(mean_error / active)
+                options = _grid(chosen.theta, chosen.vfrac,
+                                torch.tensor(BIAS_STEPS).reshape(-1, 1) * step.reshape(1, -1))
+                chosen = options.pick(calibration.errors(options, select).choose(True))
+        layer.set_threshold(_compress(chosen.theta))
+        layer.set_v_init(_compress(chosen.vfrac * chosen.theta))
+        layer.set_bias(_compress(chosen.bias))
+        thresholds[name] = layer.threshold.numpy().copy()
+        trains = calibration.final(chosen) if spec.simulates and run.uses[neuron] else None
+        run.record(neuron, targets, trains)
+        log.info("calibrated %s: threshold %.4g (mean), v_init/threshold %.2f (mean), |bias| %.3g (mean)",
+                 name, float(chosen.theta.mean()), float(chosen.vfrac.mean()), float(chosen.bias.abs().mean()))
+    return thresholds

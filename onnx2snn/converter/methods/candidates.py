@@ -1,0 +1,104 @@
+"""Candidate neuron parameters of one layer and the calibration loss of each.
+
+A layer's candidates are evaluated together: the neuron is simulated with K parameter sets at
+once on the same stored input currents, and each candidate's error against the ANN activation is
+summed per channel, so a choice can be made per channel or for the whole layer from one pass.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+
+from ...ops.neurons import if_step, signed_burst_step
+
+# Positive activations kept per channel for percentiles (a seeded subsample beyond that).
+MAX_SAMPLES = 1 << 22
+
+
+def percentile_table(targets: list[torch.Tensor], percentiles: list[float], channel: bool,
+                     seed: int = 0) -> np.ndarray:
+    """``[len(percentiles), C]``: percentiles of the positive ANN activations, per channel or (all
+    channels pooled, then repeated) per layer."""
+    values = torch.cat([t.transpose(0, 1).reshape(t.shape[1], -1) for t in targets], dim=1)  # [C, M]
+    rng = np.random.default_rng(seed)
+    groups = [values[c] for c in range(values.shape[0])] if channel else [values.reshape(-1)]
+    table = np.zeros((len(percentiles), len(groups)), np.float32)
+    for g, group in enumerate(groups):
+        positive = group[group > 0].numpy()
+        if positive.size > MAX_SAMPLES:
+            positive = rng.choice(positive, MAX_SAMPLES, replace=False)
+        if positive.size:
+            table[:, g] = np.percentile(positive, percentiles)
+    if not channel:
+        table = np.repeat(table, values.shape[0], axis=1)
+    return table
+
+
+@dataclasses.dataclass
+class Candidates:
+    """K parameter sets for one layer of C channels (all ``[K, C]``); ``vfrac`` is v_init / threshold."""
+
+    theta: torch.Tensor
+    vfrac: torch.Tensor
+    bias: torch.Tensor
+
+    @property
+    def k(self) -> int:
+        return self.theta.shape[0]
+
+    def pick(self, index: torch.Tensor) -> "Candidates":
+        """One candidate per channel: ``index`` is ``[C]``."""
+        channels = torch.arange(self.theta.shape[1])
+        return Candidates(*(value[index, channels].unsqueeze(0) for value in (self.theta, self.vfrac, self.bias)))
+
+
+@dataclasses.dataclass
+class Errors:
+    """Per candidate and channel: summed squared error, summed (SNN - ANN) error, positions seen,
+    and how many positions the ANN activates."""
+
+    squared: torch.Tensor
+    signed: torch.Tensor
+    positions: int
+    active: torch.Tensor
+
+    def choose(self, per_channel: bool) -> torch.Tensor:
+        """The best candidate for each channel (``[C]``), or the best for the whole layer."""
+        if per_channel:
+            return self.squared.argmin(0)
+        return self.squared.sum(1).argmin().repeat(self.squared.shape[1])
+
+
+def _view(values: torch.Tensor, ndim: int) -> torch.Tensor:
+    """``[K, C]`` as ``[K, 1, C, 1, ...]`` for neuron states of shape ``[K, n, C, ...]``."""
+    return values.reshape(values.shape[0], 1, values.shape[1], *[1] * (ndim - 3))
+
+
+def simulate_candidates(layer, candidates: Candidates, current_chunks, target: torch.Tensor, timesteps: int,
+                        trains: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run K candidate neurons on one image chunk's currents (an iterable of ``(t0, [span, n, ...])``).
+
+    Returns per-candidate, per-channel sums of squared and signed rate error against ``target``
+    (the ANN activation), and the spike-train output when ``trains`` (``[T, n, ...]``, int8) is given.
+    """
+    ndim = target.ndim + 1
+    theta, bias = _view(candidates.theta, ndim), _view(candidates.bias, ndim)
+    shape = (candidates.k, *target.shape)
+    v = torch.zeros(shape) + _view(candidates.vfrac * candidates.theta, ndim)
+    count = torch.zeros(shape)
+    total = torch.zeros(shape)
+    for t0, current in current_chunks:
+        for step in range(current.shape[0]):
+            x = current[step].unsqueeze(0) + bias
+            if layer.extended:
+                spikes, v, count = signed_burst_step(x, v, count, theta, layer.signed, layer.burst)
+            else:
+                spikes, v = if_step(x, v, theta, layer.reset)
+            total += spikes
+            if trains is not None:
+                trains[t0 + step] = spikes[0].to(torch.int8)
+    error = total * theta / timesteps - target.unsqueeze(0)
+    dims = [1] + list(range(3, ndim))
+    return (error * error).sum(dims), error.sum(dims), (target > 0).sum([0] + list(range(2, target.ndim)))
