@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..errors import DataError
 from .pickle_safe import load_batch
@@ -19,6 +19,7 @@ from .pickle_safe import load_batch
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 SPLITS = ("train", "test")
+MAX_IMAGE_PIXELS = 4096 * 4096
 PY_BATCH_FILES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
 
 
@@ -72,13 +73,23 @@ def _read_python_batches(folder: Path, split: str, limit: int | None, seed: int 
         batch_labels = batch.get("labels", batch.get("fine_labels"))
         if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3072 or batch_labels is None:
             raise DataError(f"{path}: expected 'data' as an [N, 3072] array and 'labels'")
-        batch_labels = np.asarray(batch_labels, dtype=np.int64).reshape(-1)
+        if data.dtype != np.uint8:
+            raise DataError(f"{path}: 'data' must hold uint8 pixels, not {data.dtype}")
+        try:
+            batch_labels = np.asarray(batch_labels).reshape(-1)
+            if batch_labels.size and batch_labels.dtype.kind not in "iu":
+                raise TypeError(f"labels of type {batch_labels.dtype}")
+            batch_labels = batch_labels.astype(np.int64)
+        except (TypeError, ValueError) as error:
+            raise DataError(f"{path}: 'labels' must be a list of integers ({error})") from None
         if len(batch_labels) != len(data):
             raise DataError(f"{path}: {len(data)} images but {len(batch_labels)} labels")
         datas.append(data.astype(np.uint8, copy=False))
         labels.append(batch_labels)
     images = np.concatenate(datas).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     all_labels = np.concatenate(labels)
+    if len(all_labels) == 0:
+        raise DataError(f"{folder}: the {split} split holds no images")
     classes = CIFAR10_CLASSES
     meta = folder / "batches.meta"
     if meta.is_file():
@@ -97,9 +108,14 @@ def _read_python_batches(folder: Path, split: str, limit: int | None, seed: int 
 def _decode(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
+            # the header's size is checked before decoding: a tiny file can claim a huge image
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise DataError(f"{path}: {image.width}x{image.height} pixels is too large for this data set")
             return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
-        raise DataError(f"{path}: cannot decode image ({error})") from None
+    except DataError:
+        raise
+    except Exception as error:  # PIL reports corrupt files as OSError, SyntaxError, ValueError, EOFError...
+        raise DataError(f"{path}: cannot decode image ({type(error).__name__}: {error})") from None
 
 
 def _read_image_folder(split_dir: Path, limit: int | None, seed: int | None) -> ImageSet:

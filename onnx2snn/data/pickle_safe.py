@@ -18,7 +18,26 @@ try:  # numpy 2 moved the array internals; both spellings occur in pickles in th
 except ImportError:  # pragma: no cover - numpy 1.x
     from numpy.core import multiarray as _multiarray
 
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    """What Python 3 protocol-2 pickles use to store bytes (``_codecs.encode(str, 'latin1')``);
+    only that one encoding is accepted, so no codec machinery can be reached from a file."""
+    if encoding not in ("latin1", "latin-1") or not isinstance(text, str):
+        raise pickle.UnpicklingError(f"refusing _codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1")
+
+
+def _empty_bytes(*args) -> bytes:
+    """Python 3 pickles ``b""`` at protocol 2 as a call of ``bytes()``; nothing else is allowed
+    (``bytes(10**12)`` would allocate a terabyte)."""
+    if args:
+        raise pickle.UnpicklingError("refusing bytes() with arguments")
+    return b""
+
+
 _NUMPY_GLOBALS = {
+    ("_codecs", "encode"): _latin1_bytes,
+    ("__builtin__", "bytes"): _empty_bytes,
+    ("builtins", "bytes"): _empty_bytes,
     ("numpy.core.multiarray", "_reconstruct"): _multiarray._reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _multiarray._reconstruct,
     ("numpy", "ndarray"): np.ndarray,
@@ -48,7 +67,7 @@ def load_batch(path: Path) -> dict:
         with open(path, "rb") as handle:
             raw = _RestrictedUnpickler(io.BytesIO(handle.read()), encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
-            KeyError, MemoryError, OverflowError, UnicodeDecodeError) as error:
+            KeyError, MemoryError, OverflowError, UnicodeDecodeError, RecursionError) as error:
         raise DataError(f"{path}: not a valid CIFAR python batch ({error})") from None
     if not isinstance(raw, dict):
         raise DataError(f"{path}: not a valid CIFAR python batch (holds a {type(raw).__name__}, not a dict)")
