@@ -1,0 +1,72 @@
+"""The three reference ANNs for CIFAR-10 (ReLU only, average pooling, so every one converts to IF neurons).
+
+- ``small_cnn``: four conv layers with BatchNorm (the converter folds it), ~245k parameters, fast on a CPU.
+- ``vgg5``: conv64 - avgpool - conv128 - conv128 - avgpool - FC4096 - FC4096 - FC10, dropout, no bias
+  (Rathi et al. 2020). ``width`` scales the FC layers for CPU budgets (4096 is the paper's).
+- ``vgg16``: the standard CIFAR VGG16 (13 conv + classifier) with average pooling instead of max pooling.
+"""
+from __future__ import annotations
+
+from torch import nn
+
+
+def conv_bn_relu(cin: int, cout: int, bias: bool = False) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=bias), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+def small_cnn(classes: int = 10) -> nn.Module:
+    """conv32 - pool - conv64 - pool - conv128 - pool - conv128 - pool - linear (~245k parameters).
+
+    Pooling early keeps it cheap (~13M multiply-adds per image): it trains in minutes per epoch on
+    two CPU cores, and its SNN simulates quickly enough for a demo.
+    """
+    return nn.Sequential(
+        *conv_bn_relu(3, 32), nn.AvgPool2d(2),        # 16x16
+        *conv_bn_relu(32, 64), nn.AvgPool2d(2),       # 8x8
+        *conv_bn_relu(64, 128), nn.AvgPool2d(2),      # 4x4
+        *conv_bn_relu(128, 128), nn.AvgPool2d(2),     # 2x2
+        nn.Flatten(), nn.Linear(128 * 2 * 2, classes),
+    )
+
+
+def vgg5(classes: int = 10, width: int = 4096, dropout: float = 0.2) -> nn.Module:
+    """Rathi et al. 2020's VGG5: no bias anywhere, dropout after each ReLU of the classifier."""
+    def conv(cin, cout):
+        return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+
+    return nn.Sequential(
+        *conv(3, 64), nn.AvgPool2d(2),                # 16x16
+        *conv(64, 128), *conv(128, 128), nn.AvgPool2d(2),  # 8x8
+        nn.Flatten(),
+        nn.Linear(128 * 8 * 8, width, bias=False), nn.ReLU(inplace=True), nn.Dropout(0.5),
+        nn.Linear(width, width, bias=False), nn.ReLU(inplace=True), nn.Dropout(0.5),
+        nn.Linear(width, classes, bias=False),
+    )
+
+
+VGG16_LAYOUT = [64, 64, "P", 128, 128, "P", 256, 256, 256, "P", 512, 512, 512, "P", 512, 512, 512, "P"]
+
+
+def vgg16(classes: int = 10) -> nn.Module:
+    """The CIFAR VGG16 (BatchNorm, folded at conversion) with average pooling; 512 -> classes head."""
+    layers: list[nn.Module] = []
+    channels = 3
+    for item in VGG16_LAYOUT:
+        if item == "P":
+            layers.append(nn.AvgPool2d(2))
+        else:
+            layers += conv_bn_relu(channels, item)
+            channels = item
+    layers += [nn.Flatten(), nn.Dropout(0.2), nn.Linear(512, classes)]
+    return nn.Sequential(*layers)
+
+
+MODELS = {"small_cnn": small_cnn, "vgg5": vgg5, "vgg16": vgg16}
+
+
+def build(name: str, **kwargs) -> nn.Module:
+    return MODELS[name](**kwargs)
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
