@@ -74,6 +74,8 @@ class StatefulOp(Op):
     """
 
     stateful = True
+    # A neuron has a threshold that calibration sets; other stateful ops (the spiking max-pool) do not.
+    neuron: ClassVar[bool] = True
 
     def analog(self, *inputs: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

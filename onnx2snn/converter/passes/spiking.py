@@ -1,0 +1,43 @@
+"""The last pass: each ReLU, and each Clip(0, a) / ReLU6, becomes an ``onnx2snn.IF`` neuron."""
+from __future__ import annotations
+
+import math
+
+import onnx_graphsurgeon as gs
+
+from ...ops import SNN_DOMAIN
+from .common import const_value
+
+
+def clip_bounds(node: gs.Node) -> tuple[float, float] | None:
+    if "min" in node.attrs or "max" in node.attrs:  # opset < 11
+        return float(node.attrs.get("min", -math.inf)), float(node.attrs.get("max", math.inf))
+    bounds = []
+    for index, default in ((1, -math.inf), (2, math.inf)):
+        if len(node.inputs) <= index or node.inputs[index].name == "":
+            bounds.append(default)
+            continue
+        value = const_value(node.inputs[index])
+        if value is None or value.size != 1:
+            return None
+        bounds.append(float(value.reshape(-1)[0]))
+    return bounds[0], bounds[1]
+
+
+def mark_spiking_sites(graph: gs.Graph, notes: list[str], reset: str = "subtract") -> None:
+    """ReLU and Clip(0, inf) become IF neurons; Clip(0, a) an IF neuron whose rate is capped at a."""
+    for node in graph.nodes:
+        attrs = {"threshold": [1.0], "v_init": [0.0], "reset": reset}
+        if node.op == "Relu":
+            pass
+        elif node.op == "Clip":
+            bounds = clip_bounds(node)
+            if bounds is None or bounds[0] != 0.0 or bounds[1] <= 0:
+                continue  # not a clamped ReLU: the support check reports it
+            if math.isfinite(bounds[1]):
+                attrs["clip_max"] = bounds[1]
+            while len(node.inputs) > 1:  # graphsurgeon lists do not support slice assignment
+                node.inputs.pop()
+        else:
+            continue
+        node.op, node.domain, node.attrs = "IF", SNN_DOMAIN, attrs
