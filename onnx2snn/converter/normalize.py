@@ -14,7 +14,7 @@ from onnx import version_converter
 from onnx_graphsurgeon.logger import G_LOGGER
 
 from .. import ops
-from ..errors import InvalidModelError, UnsupportedOpError
+from ..errors import ConfigError, InvalidModelError, UnsupportedOpError
 from ..onnx_io import check_model
 from ..runtime.network import unsupported_nodes
 from . import passes
@@ -27,8 +27,15 @@ MIN_OPSET = 11  # older graphs are first upgraded with onnx's version converter
 PASSES = [
     passes.drop_identity_and_dropout,
     passes.fold_constants,
+    passes.resolve_dynamic_shapes,  # Shape -> Gather -> Concat -> Reshape chains left by the exporter
+    passes.fold_constants,
     passes.drop_output_softmax,
-    passes.fold_batchnorm,
+    passes.matmul_add_to_gemm,
+    passes.cancel_transposes,  # NHWC graphs: Transpose pairs around each conv
+    passes.batchnorm_to_affine,
+    passes.fold_affine_into_producer,  # BN / Mul / Add after a Conv or Gemm
+    passes.sink_affine_through_transpose,
+    passes.fold_affine_into_consumer,  # preprocessing, BN on the input or before a conv
     passes.canonical_reshapes,
     passes.free_batch_dimension,
     passes.fold_constants,
@@ -80,9 +87,15 @@ def _export(graph: gs.Graph, source: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def normalize(model: onnx.ModelProto, reset: str = "subtract") -> Canonical:
+def normalize(model: onnx.ModelProto, reset: str = "subtract", maxpool: str = "spiking") -> Canonical:
     """The canonical spiking graph of ``model``; raises ``UnsupportedOpError`` listing every node
-    without a conversion rule."""
+    without a conversion rule.
+
+    ``maxpool="spiking"`` (default) keeps each MaxPool and runs it as a spiking max-pool gate;
+    ``maxpool="average"`` replaces it by AveragePool, which changes the network, with a warning.
+    """
+    if maxpool not in passes.MAXPOOL_MODES:
+        raise ConfigError(f"maxpool must be one of {', '.join(passes.MAXPOOL_MODES)}, not {maxpool!r}")
     validate_convertible(model)  # refuse broken or hostile graphs before any pass touches them
     model = _upgrade(model)
     missing = unsupported_nodes(model, runtime_only=False)
@@ -93,6 +106,8 @@ def normalize(model: onnx.ModelProto, reset: str = "subtract") -> Canonical:
     except Exception as error:
         raise InvalidModelError(f"cannot read the graph: {error}") from None
     notes: list[str] = []
+    if maxpool == "average":
+        passes.maxpool_to_average(graph, notes)
     for run_pass in PASSES:
         run_pass(graph, notes)
     passes.mark_spiking_sites(graph, notes, reset)

@@ -123,7 +123,7 @@ class SpikingNetwork(nn.Module):
             (self.static_nodes if is_static else self.dynamic_nodes).append(index)
             if is_static:
                 static.update(self.node_outputs[index])
-        self.neuron_nodes = [i for i, layer in enumerate(self.layers) if layer.stateful]
+        self.neuron_nodes = [i for i, layer in enumerate(self.layers) if layer.stateful and layer.neuron]
         if not self.neuron_nodes:
             raise InvalidModelError("the graph has no spiking neurons (no ReLU to convert)")
 
@@ -148,7 +148,7 @@ class SpikingNetwork(nn.Module):
         """Execute ``indices`` in order, reading and writing ``env``.
 
         With ``states`` given, stateful nodes take one timestep; otherwise they act as the ANN.
-        ``probe(index, input)`` sees the input current of each stateful node.
+        ``probe(index, input)`` sees the input current of each neuron.
         """
         for index in indices:
             layer = self.layers[index]
@@ -156,7 +156,7 @@ class SpikingNetwork(nn.Module):
             while args and args[-1] is None:
                 args.pop()
             if layer.stateful:
-                if probe is not None:
+                if probe is not None and layer.neuron:
                     probe(index, args[0])
                 if states is None:
                     out = layer.analog(*args)
