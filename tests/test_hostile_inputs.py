@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 
-from hostile_cases import CASES, MEAN, STD, cnn, make_image_folder
+from hostile_cases import CASES, MEAN, STD, cnn, make_image_folder, single_thread  # noqa: F401 (autouse fixture)
 from onnx2snn import errors
 from onnx2snn.cli.main import main
 from onnx2snn.converter.normalize import normalize
