@@ -230,10 +230,11 @@ def main(argv=None) -> dict:
             loss_sum += loss.item() * len(y)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", refresh=False)
         bar.close()
-        seconds += time.time() - started
+        elapsed = time.time() - started
+        seconds += elapsed
         save_checkpoint(checkpoint, model, optimizer, epoch + 1, seconds, config)
         print(f"epoch {epoch + 1}: train loss {loss_sum / seen:.3f}, train acc {correct / seen:.4f}, "
-              f"{time.time() - started:.0f} s (total {seconds:.0f} s)", flush=True)
+              f"{elapsed:.0f} s (total {seconds:.0f} s)", flush=True)
         done = epoch + 1
 
     model.cpu()

@@ -124,3 +124,15 @@ def test_reset_study_writes_tables_and_plots(tiny_folder, tmp_path):
     assert len(report["runs"]) == 4  # 2 resets x 1 method x 2 scales
     assert set(report["lowest_T_within_1pct"]) == {"soft", "hard"}
     assert not (folder / "study.json.partial").exists()
+
+
+def test_demo_finds_the_built_in_model_and_its_normalization():
+    from onnx2snn.cli.demo import BUILTIN_MODEL, default_model
+    from onnx2snn.errors import DataError
+
+    if not BUILTIN_MODEL.is_file():
+        pytest.skip("the built-in model has not been trained into this checkout yet")
+    path, mean, std = default_model()
+    assert path == BUILTIN_MODEL and len(mean) == 3 and len(std) == 3 and all(s > 0 for s in std)
+    with pytest.raises(DataError, match="neither small_cnn"):
+        default_model("no_such_model.onnx")
