@@ -44,3 +44,29 @@ def cifar10(shared) -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_images(tmp_path_factory) -> Path:
+    """An image-folder data set: {train,test}/class_k/*.png, 10 classes x 4 images of 8x8 RGB."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("tiny_images")
+    generator = np.random.default_rng(7)
+    for split in ("train", "test"):
+        for label in range(10):
+            folder = root / split / f"class_{label}"
+            folder.mkdir(parents=True)
+            for index in range(4):
+                pixels = generator.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{index:04d}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def small_cnn_file(tmp_path_factory) -> Path:
+    from helpers import small_cnn
+
+    path = tmp_path_factory.mktemp("models") / "small_cnn.onnx"
+    path.write_bytes(small_cnn(np.random.default_rng(3)).SerializeToString())
+    return path
