@@ -90,6 +90,22 @@ def parse_model(data: bytes, what: str) -> onnx.ModelProto:
     return model
 
 
+def model_from_bytes(data: bytes, what: str = "the model") -> onnx.ModelProto:
+    """Parse and validate a serialized model held in memory (it may not use external data)."""
+    from .converter.validate import validate_structure
+
+    model = parse_model(data, what)
+    for tensor in external_data_helper._get_all_tensors(model):  # noqa: SLF001
+        if external_data_helper.uses_external_data(tensor):
+            raise InvalidModelError(f"{what}: tensor {tensor.name!r} uses external data, which needs a file path")
+    try:
+        validate_structure(model)
+    except Onnx2SnnError as error:
+        raise type(error)(f"{what}: {error}") from None
+    check_model(model, what)
+    return model
+
+
 def load_model(path: str | os.PathLike, check: bool = True) -> onnx.ModelProto:
     """Load and validate an ONNX model, with its external data."""
     from .converter.validate import validate_structure

@@ -132,7 +132,7 @@ def trial_run(network, sample: torch.Tensor) -> ActivationSizes:
     try:
         with torch.inference_mode():
             network.run_nodes(env, network.static_nodes + network.dynamic_nodes)
-    except (RuntimeError, ValueError) as error:  # torch's shape and type errors
+    except (RuntimeError, ValueError, IndexError) as error:  # torch's shape errors ("dimension out of range")
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise InvalidModelError(f"the graph fails on one input image [1, {', '.join(map(str, sample.shape[1:]))}] "
                                 f"({type(error).__name__}: {first})") from None

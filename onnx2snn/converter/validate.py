@@ -10,6 +10,7 @@ tensor or node at fault, so hostile or broken files never reach numpy, torch or 
 """
 from __future__ import annotations
 
+import inspect
 import math
 from collections import deque
 
@@ -18,6 +19,7 @@ import onnx
 from onnx import TensorProto, numpy_helper
 
 from ..errors import InvalidModelError, ResourceError
+from ..onnx_io import check_model
 from ..resources import DEFAULT_MAX_MEMORY, format_bytes
 
 FLOAT_TYPES = {TensorProto.FLOAT: "float32", TensorProto.FLOAT16: "float16"}
@@ -144,7 +146,7 @@ def _check_topology(graph: onnx.GraphProto) -> None:
         stuck = [graph.node[i].name or graph.node[i].op_type for i, c in enumerate(waiting_on) if c][:4]
         raise InvalidModelError(f"the graph has a cycle through node(s) {', '.join(map(repr, stuck))}")
     for out in graph.output:
-        if out.name not in producer and out.name not in available - {""}:
+        if out.name not in producer:
             raise InvalidModelError(f"graph output {out.name!r} is produced by no node")
 
 
@@ -158,11 +160,89 @@ def _check_value_info(value: onnx.ValueInfoProto, what: str) -> None:
             raise InvalidModelError(f"{what} {value.name!r} has a zero or negative dimension (shape {dims})")
 
 
+def _check_text(graph: onnx.GraphProto) -> None:
+    """Names must be text: protobuf hands invalid UTF-8 back as bytes, which crashes onnx's helpers."""
+    def text(value, what: str) -> None:
+        if not isinstance(value, str):
+            raise InvalidModelError(f"{what} is not valid UTF-8 text ({value[:40]!r})")
+
+    text(graph.name, "the graph's name")
+    for node in graph.node:
+        for value, what in ((node.name, "a node name"), (node.op_type, "an op type"), (node.domain, "a domain")):
+            text(value, what)
+        for name in list(node.input) + list(node.output):
+            text(name, f"a tensor name of node {node.name!r}")
+        for attr in node.attribute:
+            text(attr.name, f"an attribute name of node {node.name!r}")
+            if attr.type in (onnx.AttributeProto.INTS, onnx.AttributeProto.FLOATS) and \
+                    not (attr.ints if attr.type == onnx.AttributeProto.INTS else attr.floats):
+                # graphsurgeon cannot even write an empty list back (its type is unknowable)
+                raise InvalidModelError(f"attribute {attr.name!r} of node {node.name!r} is an empty list")
+            if attr.type == onnx.AttributeProto.STRING:
+                try:
+                    attr.s.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise InvalidModelError(f"attribute {attr.name!r} of node {node.name!r} is not valid UTF-8") \
+                        from None
+    for value in list(graph.input) + list(graph.output) + list(graph.value_info) + list(graph.initializer):
+        text(value.name, "a tensor name")
+
+
+def _check_custom_arity(model: onnx.ModelProto) -> None:
+    """Nodes of this tool's own domain: onnx.checker has no schema for them, so count inputs here."""
+    from .. import ops
+
+    opsets = {o.domain: o.version for o in model.opset_import}
+    for node in model.graph.node:
+        if node.domain != ops.SNN_DOMAIN:
+            continue
+        cls = ops.lookup(node.domain, node.op_type, opsets.get(node.domain, ops.SNN_OPSET))
+        if cls is None:
+            continue  # reported as unsupported
+        run = cls.analog if getattr(cls, "stateful", False) else cls.forward
+        params = list(inspect.signature(run).parameters.values())[1:]
+        if any(p.kind == p.VAR_POSITIONAL for p in params):
+            continue
+        required = sum(p.default is p.empty and p.kind == p.POSITIONAL_OR_KEYWORD for p in params)
+        if not required <= len(node.input) <= len(params) or len(node.output) < 1:
+            raise InvalidModelError(f"node {node.name or node.op_type!r} ({node.domain}.{node.op_type}) has "
+                                    f"{len(node.input)} inputs and {len(node.output)} outputs; it takes "
+                                    f"{required} to {len(params)} inputs and one output")
+
+
+def _check_weight_shapes(graph: onnx.GraphProto) -> None:
+    """Constant weights whose shapes contradict each other, which rewriting passes would trip over."""
+    dims = {init.name: list(init.dims) for init in graph.initializer}
+
+    def shape(node: onnx.NodeProto, index: int) -> list[int] | None:
+        return dims.get(node.input[index]) if index < len(node.input) and node.input[index] else None
+
+    for node in graph.node:
+        label = f"node {node.name or node.op_type!r} ({node.op_type})"
+        if node.op_type in ("Conv", "ConvTranspose"):
+            weight, bias = shape(node, 1), shape(node, 2)
+            if weight is not None and len(weight) < 3:
+                raise InvalidModelError(f"{label}: weight has shape {weight}; a convolution needs [out, in, k...]")
+            if weight is not None and bias is not None and node.op_type == "Conv" and bias != [weight[0]]:
+                raise InvalidModelError(f"{label}: bias has shape {bias}, expected [{weight[0]}]")
+        elif node.op_type == "Gemm":
+            weight = shape(node, 1)
+            if weight is not None and len(weight) != 2:
+                raise InvalidModelError(f"{label}: weight has shape {weight}; Gemm needs a 2-D matrix")
+        elif node.op_type == "BatchNormalization":
+            params = [shape(node, i) for i in range(1, 5)]
+            known = [p for p in params if p is not None]
+            if any(len(p) != 1 for p in known) or len({tuple(p) for p in known}) > 1:
+                raise InvalidModelError(f"{label}: scale, bias, mean and variance must be 1-D of one length, "
+                                        f"not {params}")
+
+
 def validate_structure(model: onnx.ModelProto, max_tensor_bytes: int = MAX_TENSOR_BYTES) -> None:
     """Checks that hold for any graph the tool reads; raises on the first problem found."""
     if not model.HasField("graph") or not model.graph.node:
         raise InvalidModelError("not an ONNX model (no graph, or a graph with no nodes)")
     graph = model.graph
+    _check_text(graph)
     _check_names(graph)
     _check_topology(graph)
     for value in graph.input:
@@ -171,6 +251,7 @@ def validate_structure(model: onnx.ModelProto, max_tensor_bytes: int = MAX_TENSO
         _check_value_info(value, "graph output")
     for tensor, what in _constants(graph):
         _check_tensor(tensor, what, max_tensor_bytes)
+    _check_custom_arity(model)
 
 
 def _tensor_type(graph: onnx.GraphProto) -> dict[str, int]:
@@ -197,6 +278,22 @@ def _check_weight_dtypes(graph: onnx.GraphProto) -> None:
                     raise InvalidModelError(
                         f"node {node.name or node.op_type!r} ({node.op_type}) reads {node.input[position]!r} "
                         f"of type {_dtype_name(data_type)}; weights must be float32 or float16")
+
+
+def _check_output_reads_input(graph: onnx.GraphProto, input_name: str) -> None:
+    """A classifier's output must depend on its input; otherwise it folds to a constant."""
+    reached = {input_name}
+    for _ in range(len(graph.node)):  # nodes may be unsorted; a fixed point needs at most this many sweeps
+        grown = False
+        for node in graph.node:
+            if any(name in reached for name in node.input) and not set(node.output) <= reached:
+                reached.update(node.output)
+                grown = True
+        if not grown:
+            break
+    if graph.output[0].name not in reached:
+        raise InvalidModelError(f"the output {graph.output[0].name!r} does not depend on the input "
+                                f"{input_name!r}; the graph computes a constant")
 
 
 def _rank(value: onnx.ValueInfoProto) -> int | None:
@@ -229,6 +326,9 @@ def validate_convertible(model: onnx.ModelProto) -> None:
         raise InvalidModelError(f"graph input {inputs[0].name!r} is {_dtype_name(elem_type)}; "
                                 "the input must be float32 or float16 images")
     _check_weight_dtypes(graph)
+    _check_weight_shapes(graph)
+    _check_output_reads_input(graph, inputs[0].name)
+    check_model(model, "the model")  # arity, attribute types, opsets: also for models never loaded from a file
     rank = _output_rank(model)
     if rank is not None and rank != 2:
         raise InvalidModelError(f"the output {graph.output[0].name!r} has rank {rank}; a classifier must "
