@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+
 from onnx2snn._atomic import atomic_write_text
 from onnx2snn.cli.shared_assets import cifar10_dir, shared_dir
 from onnx2snn.converter.convert import ConversionOptions, convert
@@ -45,6 +47,34 @@ def run(reset: str, method: str, limit: int | None, tag: str) -> dict:
     return report
 
 
+def ann_full_test() -> dict:
+    """The ANN alone (onnxruntime) on the whole test split: the figure the SNN is compared with."""
+    from onnx2snn.data import load_split, to_tensor
+    from onnx2snn.evaluate import ann_predictions
+
+    path = OUT / "ann_full_test.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    from onnx2snn.converter.normalize import normalize
+    from onnx2snn.onnx_io import load_model
+    from onnx2snn.runtime.network import SpikingNetwork
+
+    ann = shared_dir() / "models" / "resnet20_cifar10.onnx"
+    images = load_split(cifar10_dir(), "test")
+    x = to_tensor(images.images, MEAN, STD)
+    predictions = ann_predictions(ann, x.numpy())
+    # The canonical graph (every IF acting as its ReLU) run by the torch runtime must agree.
+    network = SpikingNetwork(normalize(load_model(ann)).model)
+    canonical = torch.cat([network.analog(batch).argmax(1) for batch in x.split(500)]).numpy()
+    report = {"n": len(images), "ann_accuracy": float((predictions == images.labels).mean()),
+              "canonical_graph_accuracy": float((canonical == images.labels).mean()),
+              "prediction_agreement": float((canonical == predictions).mean()),
+              "runtime": "onnxruntime (ANN), onnx2snn runtime in analog mode (canonical graph)"}
+    atomic_write_text(path, json.dumps(report, indent=2) + "\n")
+    print(f"ANN on the full test split: {report}", flush=True)
+    return report
+
+
 def summarize(limit: int) -> None:
     curves, ann = {}, None
     for reset in RESETS:
@@ -65,7 +95,11 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=2000)
     parser.add_argument("--full", help="RESET:METHOD to evaluate on the full test set after the grid")
     parser.add_argument("--only-full", action="store_true")
+    parser.add_argument("--ann-only", action="store_true", help="only measure the ANN on the full test split")
     args = parser.parse_args()
+    ann_full_test()
+    if args.ann_only:
+        return 0
     if not args.only_full:
         for method in METHODS:
             for reset in RESETS:
