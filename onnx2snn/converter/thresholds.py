@@ -29,7 +29,7 @@ MIN_THRESHOLD = 1e-6
 BASES = ("max", "percentile", "robust", "spikenorm", "auto")
 V_INIT_MODES = ("zero", "half", "opt")
 SPEC_HELP = ("BASE[+MODIFIER...]; BASE: max | percentile:P | robust | spikenorm | auto; MODIFIER: "
-             "layer | channel | vzero | vhalf | vopt | biascorr | scale | signed | burst:G")
+             "layer | channel | vzero | vhalf | vopt | biascorr | potcorr | scale | signed | burst:G")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +39,8 @@ class ThresholdMethod:
     ``kind``: max | percentile | robust (percentile picked per layer from calibration loss) |
     spikenorm | auto (all calibration steps, choices made on held-out train images).
     Modifiers (docs/low_latency.md): ``channel`` thresholds, ``v_init`` zero|half|opt,
-    ``biascorr``, ``scale`` (threshold scale searched per layer), ``signed`` and ``burst:G`` spikes.
+    ``biascorr`` / ``potcorr`` (mean-error correction as a bias current / as initial potential),
+    ``scale`` (threshold scale searched per layer), ``signed`` and ``burst:G`` spikes.
     """
 
     kind: str
@@ -47,6 +48,7 @@ class ThresholdMethod:
     channel: bool = False
     v_init: str = "zero"
     bias_correction: bool = False
+    potential_correction: bool = False
     scale_search: bool = False
     signed: bool = False
     burst: int = 1
@@ -62,6 +64,8 @@ class ThresholdMethod:
             parts.append("v" + self.v_init)
         if self.bias_correction:
             parts.append("biascorr")
+        if self.potential_correction:
+            parts.append("potcorr")
         if self.scale_search:
             parts.append("scale")
         return "+".join(parts) + "".join(self._neuron_parts())
@@ -72,7 +76,8 @@ class ThresholdMethod:
     @property
     def simulates(self) -> bool:
         """Whether calibration simulates the SNN layer by layer (not one ANN pass)."""
-        return self.kind in ("robust", "auto") or self.bias_correction or self.scale_search or self.v_init == "opt"
+        return (self.kind in ("robust", "auto") or self.bias_correction or self.potential_correction
+                or self.scale_search or self.v_init == "opt")
 
     @property
     def extended_neuron(self) -> bool:
@@ -102,6 +107,8 @@ class ThresholdMethod:
                 fields["v_init"] = modifier[1:]
             elif modifier == "biascorr":
                 fields["bias_correction"] = True
+            elif modifier == "potcorr":
+                fields["potential_correction"] = True
             elif modifier == "scale":
                 fields["scale_search"] = True
             elif modifier == "signed":

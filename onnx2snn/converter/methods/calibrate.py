@@ -40,8 +40,16 @@ CACHE_BYTES = 1 << 30  # input currents of the selection images are kept in memo
 
 
 def _auto(method: ThresholdMethod) -> ThresholdMethod:
-    return ThresholdMethod("robust", channel=True, v_init="opt", bias_correction=True, scale_search=True,
-                           signed=method.signed, burst=method.burst)
+    return ThresholdMethod("robust", channel=True, v_init="opt", bias_correction=True, potential_correction=True,
+                           scale_search=True, signed=method.signed, burst=method.burst)
+
+
+def score_steps(timesteps: int, auto: bool) -> tuple[int, ...]:
+    """Readouts the calibration loss sums over: the target T, and for auto also T/4 and T/2, so
+    that one conversion serves a range of latencies."""
+    if not auto:
+        return (timesteps,)
+    return tuple(sorted({max(1, timesteps // 4), max(1, timesteps // 2), timesteps}))
 
 
 def _percentiles(method: ThresholdMethod, auto: bool) -> list[float]:
@@ -56,8 +64,9 @@ class LayerCalibration:
     """Evaluates candidate parameters of one layer on the fit or the selection images."""
 
     def __init__(self, run: LayerwiseRun, neuron: int, targets: list[torch.Tensor], fit: list[int],
-                 select: list[int]):
+                 select: list[int], score_steps: tuple[int, ...] = ()):
         self.run, self.neuron, self.targets, self.fit, self.select = run, neuron, targets, fit, select
+        self.score_steps = score_steps
         self.layer = run.network.layers[neuron]
         self.cache: dict[int, list] = {}
         size = sum(targets[c].numel() for c in select) * run.timesteps * 4
@@ -78,7 +87,7 @@ class LayerCalibration:
         for chunk in chunks:
             target = self.targets[chunk]
             sq, sg, act = simulate_candidates(self.layer, candidates, self._currents(chunk), target,
-                                              self.run.timesteps)
+                                              self.run.timesteps, score_steps=self.score_steps)
             squared, signed, active = squared + sq, signed + sg, active + act
             positions += target.numel() // target.shape[1]
         return Errors(squared, signed, positions, active)
@@ -99,10 +108,35 @@ def _grid(theta: torch.Tensor, vfrac: torch.Tensor, bias: torch.Tensor) -> Candi
     return Candidates(*(value.expand(k, channels).clone() for value in (theta, vfrac, bias)))
 
 
+def _corrections(chosen: Candidates, measured: Errors, spec: ThresholdMethod, timesteps: int) -> Candidates:
+    """Candidates that cancel the measured mean error of each channel: as a bias current (Li et al.
+    2021's bias correction: error per step) and/or as initial potential (their potential
+    correction: the error over all T steps), in steps of BIAS_STEPS (0 = no correction)."""
+    mean_error = measured.signed[0] / measured.positions
+    active = (measured.active.float() / measured.positions).clamp(min=MIN_ACTIVE)
+    per_step = -(mean_error / active)  # the current that moves the active positions' mean rate by -error
+    steps = torch.tensor(BIAS_STEPS).reshape(-1, 1)
+    rows = [(chosen.vfrac, chosen.bias + steps * per_step)] if spec.bias_correction else []
+    if spec.potential_correction:
+        rows.append((chosen.vfrac + steps * per_step * timesteps / chosen.theta, chosen.bias.expand(len(steps), -1)))
+    k = len(steps) * len(rows)
+    return Candidates(chosen.theta.expand(k, -1).clone(), torch.cat([vfrac.expand(len(steps), -1) for vfrac, _ in rows]),
+                      torch.cat([bias for _, bias in rows]))
+
+
 def _compress(values: torch.Tensor) -> np.ndarray:
     """One value per channel, or a single value when all channels agree."""
     values = values.reshape(-1).numpy().astype(np.float32)
     return values[:1] if np.all(values == values[0]) else values
+
+
+def split_calibration(images: torch.Tensor, auto: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fit, selection) images: auto holds out the last AUTO_HOLDOUT of the (already shuffled, train-split)
+    calibration images to make its choices; the explicit methods fit and choose on all of them."""
+    held = int(round(len(images) * AUTO_HOLDOUT)) if auto and len(images) >= 2 else 0
+    if held == 0:
+        return images, images
+    return images[:len(images) - held], images[len(images) - held:]
 
 
 @torch.inference_mode()
@@ -111,11 +145,10 @@ def calibrate(network, images: torch.Tensor, method: ThresholdMethod, timesteps:
     """Calibrate every neuron of ``network`` in place; returns the thresholds by node name."""
     auto = method.kind == "auto"
     spec = _auto(method) if auto else method
-    held = int(round(len(images) * AUTO_HOLDOUT)) if auto and len(images) >= 2 else 0
-    fit_images, select_images = (images[:len(images) - held], images[len(images) - held:]) if held else (images, None)
+    fit_images, select_images = split_calibration(images, auto)
     chunks = list(batches(fit_images, batch_size))
     fit = list(range(len(chunks)))
-    if select_images is not None:
+    if select_images is not fit_images:
         chunks += list(batches(select_images, batch_size))
     select = list(range(len(fit), len(chunks))) or fit
     run = LayerwiseRun(network, chunks, timesteps, simulate=spec.simulates)
@@ -143,20 +176,15 @@ def calibrate(network, images: torch.Tensor, method: ThresholdMethod, timesteps:
         if not spec.simulates:
             chosen = _grid(theta, vfrac, bias)
         else:
-            calibration = LayerCalibration(run, neuron, targets, fit, select)
+            calibration = LayerCalibration(run, neuron, targets, fit, select, score_steps(timesteps, auto))
             chosen = _grid(theta, vfrac, bias)
             if chosen.k > 1:
                 chosen = chosen.pick(calibration.errors(chosen, select).choose(spec.channel))
             if spec.v_init == "opt":
                 options = _grid(chosen.theta, torch.tensor(V_FRACTIONS).reshape(-1, 1), chosen.bias)
                 chosen = options.pick(calibration.errors(options, select).choose(spec.channel))
-            if spec.bias_correction:
-                measured = calibration.errors(chosen, fit)
-                mean_error = measured.signed[0] / measured.positions
-                active = (measured.active.float() / measured.positions).clamp(min=MIN_ACTIVE)
-                step = -(mean_error / active)
-                options = _grid(chosen.theta, chosen.vfrac,
-                                torch.tensor(BIAS_STEPS).reshape(-1, 1) * step.reshape(1, -1))
+            if spec.bias_correction or spec.potential_correction:
+                options = _corrections(chosen, calibration.errors(chosen, fit), spec, timesteps)
                 chosen = options.pick(calibration.errors(options, select).choose(True))
         layer.set_threshold(_compress(chosen.theta))
         layer.set_v_init(_compress(chosen.vfrac * chosen.theta))

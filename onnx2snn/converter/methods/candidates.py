@@ -77,18 +77,24 @@ def _view(values: torch.Tensor, ndim: int) -> torch.Tensor:
 
 
 def simulate_candidates(layer, candidates: Candidates, current_chunks, target: torch.Tensor, timesteps: int,
-                        trains: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                        trains: torch.Tensor | None = None, score_steps: tuple[int, ...] = ()
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run K candidate neurons on one image chunk's currents (an iterable of ``(t0, [span, n, ...])``).
 
-    Returns per-candidate, per-channel sums of squared and signed rate error against ``target``
-    (the ANN activation), and the spike-train output when ``trains`` (``[T, n, ...]``, int8) is given.
+    Returns per-candidate, per-channel sums of squared rate error against ``target`` (the ANN
+    activation), summed over the readouts at ``score_steps`` (default: the last step), the signed
+    rate error at ``timesteps``, and the ANN's active positions per channel. Fills ``trains``
+    (``[T, n, ...]``, int8 signed spike counts) when given.
     """
     ndim = target.ndim + 1
     theta, bias = _view(candidates.theta, ndim), _view(candidates.bias, ndim)
+    dims = [1] + list(range(3, ndim))
     shape = (candidates.k, *target.shape)
     v = torch.zeros(shape) + _view(candidates.vfrac * candidates.theta, ndim)
     count = torch.zeros(shape)
     total = torch.zeros(shape)
+    steps = set(score_steps or (timesteps,))
+    squared = 0
     for t0, current in current_chunks:
         for step in range(current.shape[0]):
             x = current[step].unsqueeze(0) + bias
@@ -99,6 +105,8 @@ def simulate_candidates(layer, candidates: Candidates, current_chunks, target: t
             total += spikes
             if trains is not None:
                 trains[t0 + step] = spikes[0].to(torch.int8)
+            if t0 + step + 1 in steps:
+                error = total * theta / (t0 + step + 1) - target.unsqueeze(0)
+                squared = squared + (error * error).sum(dims)
     error = total * theta / timesteps - target.unsqueeze(0)
-    dims = [1] + list(range(3, ndim))
-    return (error * error).sum(dims), error.sum(dims), (target > 0).sum([0] + list(range(2, target.ndim)))
+    return squared, error.sum(dims), (target > 0).sum([0] + list(range(2, target.ndim)))
