@@ -132,3 +132,64 @@ def test_cli_error_has_no_traceback_in_a_real_process(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
     assert "not an ONNX model" in result.stderr
+
+
+# -- memory budget ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, expected", [("4GB", 4 * 1024**3), ("512MiB", 512 * 1024**2), ("1.5g", 3 * 1024**3 // 2),
+                                            ("1000", 1000), (None, 4 * 1024**3), (2048, 2048)])
+def test_parse_size(text, expected):
+    from onnx2snn.resources import parse_size
+
+    assert parse_size(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "4 parsecs", "-1GB", "0", "GB"])
+def test_parse_size_refuses(text):
+    from onnx2snn.resources import parse_size
+
+    with pytest.raises(errors.ConfigError):
+        parse_size(text)
+
+
+def test_a_tight_budget_lowers_the_batch_and_keeps_the_result():
+    """Max thresholds do not depend on the batch size, so a smaller batch must give the same file."""
+    import torch
+
+    from onnx2snn.converter.convert import ConversionOptions, convert_model
+    from onnx2snn.resources import estimate_sizes, fit_calibration
+    from onnx2snn.runtime.network import SpikingNetwork
+
+    model, x = cnn(), torch.randn(40, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    per_image = estimate_sizes(normalize(model).model, (3, 8, 8)).per_image
+    budget = 2 * per_image * 5  # room for five images (the estimate counts each twice for max)
+    canonical = normalize(model).model
+    options = ConversionOptions(threshold="max", batch_size=40, max_memory=budget)
+    fitted = fit_calibration(canonical, SpikingNetwork(canonical), x, options)
+    assert fitted.batch_size == 5
+    small = convert_model(model, x, ConversionOptions(threshold="max", batch_size=40, max_memory=budget))
+    large = convert_model(model, x, ConversionOptions(threshold="max", batch_size=40))
+    assert small.model.SerializeToString(deterministic=True) == large.model.SerializeToString(deterministic=True)
+
+
+def test_spikenorm_spike_trains_over_budget_fail_before_calibrating():
+    import torch
+
+    from onnx2snn.converter.convert import ConversionOptions, convert_model
+
+    with pytest.raises(errors.ResourceError, match="even with batches of one image"):
+        convert_model(cnn(), torch.randn(64, 3, 8, 8),
+                      ConversionOptions(threshold="spikenorm", calibration_timesteps=4096, max_memory="16MB"))
+
+
+def test_evaluate_with_a_budget_too_small(tmp_path, tiny_data):
+    from onnx2snn.evaluate import evaluate
+
+    model = tmp_path / "model.onnx"
+    model.write_bytes(cnn().SerializeToString())
+    snn = tmp_path / "snn.onnx"
+    assert main(convert_args(model, snn, tiny_data)) == 0
+    with pytest.raises(errors.ResourceError, match="memory budget"):
+        evaluate(snn, tiny_data, timesteps=[4], max_memory="20KB")
+    result = evaluate(snn, tiny_data, timesteps=[4], max_memory="400KB", batch_size=250)
+    assert result.settings["batch_size"] < 30 and result.n == 30

@@ -237,6 +237,36 @@ def _check_weight_shapes(graph: onnx.GraphProto) -> None:
                                         f"not {params}")
 
 
+WINDOWED = ("Conv", "ConvTranspose", "AveragePool", "MaxPool", "LpPool")
+
+
+def _check_window_attributes(graph: onnx.GraphProto) -> None:
+    """pads / strides / dilations of convolutions and pools: right lengths and sane values."""
+    dims = {init.name: list(init.dims) for init in graph.initializer}
+    for node in graph.node:
+        if node.op_type not in WINDOWED:
+            continue
+        attrs = {a.name: list(a.ints) for a in node.attribute if a.type == onnx.AttributeProto.INTS}
+        label = f"node {node.name or node.op_type!r} ({node.op_type})"
+        if "kernel_shape" in attrs:
+            spatial = len(attrs["kernel_shape"])
+        elif node.op_type.startswith("Conv") and len(node.input) > 1 and node.input[1] in dims:
+            spatial = len(dims[node.input[1]]) - 2
+        else:
+            continue
+        for name, length, low in (("pads", 2 * spatial, 0), ("strides", spatial, 1), ("dilations", spatial, 1),
+                                  ("kernel_shape", spatial, 1)):
+            values = attrs.get(name)
+            if values is None:
+                continue
+            if len(values) != length or any(v < low or v > MAX_WINDOW for v in values):
+                raise InvalidModelError(f"{label}: {name}={values}; expected {length} values in "
+                                        f"[{low}, {MAX_WINDOW}]")
+
+
+MAX_WINDOW = 4096  # no real kernel, stride or padding is larger; a larger one is an attack on memory
+
+
 def validate_structure(model: onnx.ModelProto, max_tensor_bytes: int = MAX_TENSOR_BYTES) -> None:
     """Checks that hold for any graph the tool reads; raises on the first problem found."""
     if not model.HasField("graph") or not model.graph.node:
@@ -327,6 +357,7 @@ def validate_convertible(model: onnx.ModelProto) -> None:
                                 "the input must be float32 or float16 images")
     _check_weight_dtypes(graph)
     _check_weight_shapes(graph)
+    _check_window_attributes(graph)
     _check_output_reads_input(graph, inputs[0].name)
     check_model(model, "the model")  # arity, attribute types, opsets: also for models never loaded from a file
     rank = _output_rank(model)
