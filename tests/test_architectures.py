@@ -1,0 +1,76 @@
+"""Exporter x architecture matrix: each exported graph normalizes to a canonical graph that
+matches onnxruntime on the original, and the calibrated SNN converges to the ANN as T grows."""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import run_onnxruntime
+from onnx2snn.converter.normalize import normalize
+from onnx2snn.converter.thresholds import ThresholdMethod, compute_thresholds
+from onnx2snn.runtime.network import SpikingNetwork
+from torch_models import ARCHITECTURES, EXPORTERS, build, export
+
+
+@functools.lru_cache(maxsize=None)
+def exported(arch: str, exporter: str):
+    return export(build(arch), exporter)
+
+
+@functools.lru_cache(maxsize=None)
+def canonical(arch: str, exporter: str):
+    return normalize(exported(arch, exporter)).model
+
+
+def images(count: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 1, (count, 3, 32, 32)).astype(np.float32)
+
+
+def reference(model, x: np.ndarray) -> np.ndarray:
+    """onnxruntime on the original export, one image at a time where the batch is fixed."""
+    dim = model.graph.input[0].type.tensor_type.shape.dim[0]
+    if dim.HasField("dim_value"):
+        size = dim.dim_value
+        return np.concatenate([run_onnxruntime(model, x[i:i + size]) for i in range(0, len(x), size)])
+    return run_onnxruntime(model, x)
+
+
+def op_sequence(model) -> list[str]:
+    return [n.op_type for n in model.graph.node if n.op_type not in ("Flatten", "Reshape", "ReduceMean",
+                                                                       "GlobalAveragePool")]
+
+
+@pytest.mark.parametrize("exporter", list(EXPORTERS))
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+def test_canonical_graph_matches_onnxruntime(arch, exporter):
+    x = images(4, seed=1)
+    expected = reference(exported(arch, exporter), x)
+    got = SpikingNetwork(canonical(arch, exporter)).analog(torch.from_numpy(x)).numpy()
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(got / scale, expected / scale, rtol=0, atol=1e-4)
+    ops = {n.op_type for n in canonical(arch, exporter).graph.node}
+    assert not ops & {"BatchNormalization", "Shape", "Gather", "Unsqueeze", "Identity", "Dropout"}, ops
+
+
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+def test_every_exporter_gives_the_same_layers(arch):
+    """Up to how global pooling and flattening are spelled, all exporters agree."""
+    sequences = {exporter: op_sequence(canonical(arch, exporter)) for exporter in EXPORTERS}
+    first = next(iter(sequences.values()))
+    assert all(sequence == first for sequence in sequences.values()), sequences
+
+
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+def test_snn_error_falls_with_timesteps(arch):
+    network = SpikingNetwork(canonical(arch, "torchscript-13-nofold"))
+    compute_thresholds(network, torch.from_numpy(images(8, seed=2)), ThresholdMethod.parse("max"), timesteps=32)
+    x = images(2, seed=3)
+    ann = reference(exported(arch, "torchscript-13-nofold"), x)
+    simulation = network.simulate(torch.from_numpy(x), [8, 32, 128])
+    errors = [np.abs(simulation.outputs[t].numpy() - ann).mean() / np.abs(ann).mean() for t in (8, 32, 128)]
+    assert errors[0] > errors[1] > errors[2], errors
+    # A spiking max-pool gate converges more slowly than the rest (it must first find the leader).
+    assert errors[2] < 0.5 * errors[0] and errors[2] < 0.2, errors
