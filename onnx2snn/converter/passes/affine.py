@@ -16,7 +16,7 @@ import onnx_graphsurgeon as gs
 
 from ...ops import NodeInfo
 from ...ops.synaptic import Conv
-from .common import (live_nodes, bypass, channel_shape, const_value, only_reader, per_channel, rank_of, readers,
+from .common import (live_nodes, new_name, bypass, channel_shape, const_value, only_reader, per_channel, rank_of, readers,
                      refresh_shapes, remove_node, variable_and_constant)
 
 AFFINE_OPS = ("Add", "Sub", "Mul", "Div")
@@ -70,12 +70,12 @@ def batchnorm_to_affine(graph: gs.Graph, notes: list[str]) -> None:
         gain = scale / np.sqrt(var + float(node.attrs.get("epsilon", 1e-5)))
         shift = bias - mean * gain
         shape = channel_shape(rank_of(node.inputs[0]), gain.size)
-        scaled = gs.Variable(node.name + "_scaled", dtype=np.float32, shape=node.inputs[0].shape)
+        scaled = gs.Variable(new_name(graph, node, "_scaled"), dtype=np.float32, shape=node.inputs[0].shape)
         out = node.outputs[0]
-        mul = gs.Node("Mul", node.name + "_mul", inputs=[
-            node.inputs[0], gs.Constant(node.name + "_gain", gain.reshape(shape).astype(np.float32))], outputs=[scaled])
-        add = gs.Node("Add", node.name + "_add", inputs=[
-            scaled, gs.Constant(node.name + "_shift", shift.reshape(shape).astype(np.float32))], outputs=[out])
+        mul = gs.Node("Mul", new_name(graph, node, "_mul"), inputs=[
+            node.inputs[0], gs.Constant(new_name(graph, node, "_gain"), gain.reshape(shape).astype(np.float32))], outputs=[scaled])
+        add = gs.Node("Add", new_name(graph, node, "_add"), inputs=[
+            scaled, gs.Constant(new_name(graph, node, "_shift"), shift.reshape(shape).astype(np.float32))], outputs=[out])
         remove_node(graph, node)
         graph.nodes += [mul, add]
     graph.cleanup().toposort()
@@ -83,7 +83,7 @@ def batchnorm_to_affine(graph: gs.Graph, notes: list[str]) -> None:
 
 # -- folding into the layer before -------------------------------------------------------------
 
-def _fold_into_producer(producer: gs.Node, gain: np.ndarray, shift: np.ndarray) -> bool:
+def _fold_into_producer(graph: gs.Graph, producer: gs.Node, gain: np.ndarray, shift: np.ndarray) -> bool:
     """Fold a per-output-channel ``y * gain + shift`` into a Conv or Gemm with constant weights."""
     weight = const_value(producer.inputs[1]) if len(producer.inputs) > 1 else None
     if weight is None or producer.op not in ("Conv", "Gemm"):
@@ -112,8 +112,8 @@ def _fold_into_producer(producer: gs.Node, gain: np.ndarray, shift: np.ndarray) 
             bias = bias * float(producer.attrs.get("beta", 1.0))
     if producer.op == "Gemm":
         producer.attrs["alpha"], producer.attrs["beta"] = 1.0, 1.0
-    producer.inputs[1] = gs.Constant(producer.name + "_weight_folded", (weight * gain.reshape(gain_shape)).astype(np.float32))
-    bias_const = gs.Constant(producer.name + "_bias_folded", (bias * gain + shift).astype(np.float32))
+    producer.inputs[1] = gs.Constant(new_name(graph, producer, "_weight_folded"), (weight * gain.reshape(gain_shape)).astype(np.float32))
+    bias_const = gs.Constant(new_name(graph, producer, "_bias_folded"), (bias * gain + shift).astype(np.float32))
     if len(producer.inputs) > 2:
         producer.inputs[2] = bias_const
     else:
@@ -131,7 +131,7 @@ def fold_affine_into_producer(graph: gs.Graph, notes: list[str]) -> None:
             affine = as_affine(node)
             if affine is None or not affine.data.inputs or only_reader(affine.data, graph) is not node:
                 continue
-            if _fold_into_producer(affine.data.inputs[0], affine.scale, affine.shift):
+            if _fold_into_producer(graph, affine.data.inputs[0], affine.scale, affine.shift):
                 bypass(graph, node, affine.data)
                 changed = True
     graph.cleanup().toposort()
@@ -178,21 +178,21 @@ def _fold_into_conv(conv: gs.Node, affine: Affine, graph: gs.Graph) -> None:
         else:
             shift_map = response  # zero padding makes the border differ: a full bias map
     conv.inputs[0] = affine.data
-    conv.inputs[1] = gs.Constant(conv.name + "_weight_prefolded", new_weight.astype(np.float32))
-    bias_const = gs.Constant(conv.name + "_bias_prefolded", bias.astype(np.float32))
+    conv.inputs[1] = gs.Constant(new_name(graph, conv, "_weight_prefolded"), new_weight.astype(np.float32))
+    bias_const = gs.Constant(new_name(graph, conv, "_bias_prefolded"), bias.astype(np.float32))
     if len(conv.inputs) > 2:
         conv.inputs[2] = bias_const
     else:
         conv.inputs.append(bias_const)
     if shift_map is not None:
         out = conv.outputs[0]
-        raw = gs.Variable(conv.name + "_before_border_bias", dtype=np.float32, shape=out.shape)
+        raw = gs.Variable(new_name(graph, conv, "_before_border_bias"), dtype=np.float32, shape=out.shape)
         conv.outputs[0] = raw
-        graph.nodes.append(gs.Node("Add", conv.name + "_border_bias", inputs=[
-            raw, gs.Constant(conv.name + "_shift_map", shift_map.astype(np.float32))], outputs=[out]))
+        graph.nodes.append(gs.Node("Add", new_name(graph, conv, "_border_bias"), inputs=[
+            raw, gs.Constant(new_name(graph, conv, "_shift_map"), shift_map.astype(np.float32))], outputs=[out]))
 
 
-def _fold_into_gemm(gemm: gs.Node, affine: Affine) -> None:
+def _fold_into_gemm(gemm: gs.Node, affine: Affine, graph: gs.Graph) -> None:
     weight = const_value(gemm.inputs[1])
     trans_b = bool(gemm.attrs.get("transB", 0))
     matrix = (weight.T if trans_b else weight).astype(np.float64)  # [features, outputs]
@@ -207,8 +207,8 @@ def _fold_into_gemm(gemm: gs.Node, affine: Affine) -> None:
     new_matrix = matrix * scale[:, None]
     bias = bias + alpha * (shift @ matrix)
     gemm.inputs[0] = affine.data
-    gemm.inputs[1] = gs.Constant(gemm.name + "_weight_prefolded", (new_matrix.T if trans_b else new_matrix).astype(np.float32))
-    bias_const = gs.Constant(gemm.name + "_bias_prefolded", bias.astype(np.float32))
+    gemm.inputs[1] = gs.Constant(new_name(graph, gemm, "_weight_prefolded"), (new_matrix.T if trans_b else new_matrix).astype(np.float32))
+    bias_const = gs.Constant(new_name(graph, gemm, "_bias_prefolded"), bias.astype(np.float32))
     if len(gemm.inputs) > 2:
         gemm.inputs[2] = bias_const
     else:
@@ -239,7 +239,7 @@ def fold_affine_into_consumer(graph: gs.Graph, notes: list[str]) -> None:
                 if consumer.op == "Conv":
                     _fold_into_conv(consumer, affine, graph)
                 else:
-                    _fold_into_gemm(consumer, affine)
+                    _fold_into_gemm(consumer, affine, graph)
             remove_node(graph, node)
             changed = True
         if changed:

@@ -82,6 +82,13 @@ def remove_node(graph: gs.Graph, node: gs.Node) -> None:
     node.outputs.clear()
 
 
+def new_name(graph: gs.Graph, owner: gs.Node | gs.Tensor, suffix: str) -> str:
+    """A tensor name derived from ``owner`` that the graph does not use yet (exporters often
+    leave node names empty, so two unnamed nodes must not produce the same constant name)."""
+    base = owner.name or (owner.outputs[0].name if isinstance(owner, gs.Node) and owner.outputs else "tensor")
+    return fresh_name(graph, base + suffix)
+
+
 def fresh_name(graph: gs.Graph, base: str) -> str:
     names = set(graph.tensors())
     name, index = base, 0

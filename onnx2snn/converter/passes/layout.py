@@ -11,7 +11,7 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from .affine import AFFINE_OPS
-from .common import live_nodes, const_value, only_reader, rank_of, readers, refresh_shapes, remove_node, variable_and_constant
+from .common import live_nodes, new_name, const_value, only_reader, rank_of, readers, refresh_shapes, remove_node, variable_and_constant
 
 # Ops that act elementwise, so a Transpose commutes with them.
 _UNARY = ("Relu", "Clip", "Identity", "Neg")
@@ -49,7 +49,7 @@ def matmul_add_to_gemm(graph: gs.Graph, notes: list[str]) -> None:
                 bias = split[2].reshape(-1)
         if bias is None:
             continue  # a bare MatMul runs as it is
-        inputs = [node.inputs[0], node.inputs[1], gs.Constant(node.name + "_bias", bias.astype(np.float32))]
+        inputs = [node.inputs[0], node.inputs[1], gs.Constant(new_name(graph, node, "_bias"), bias.astype(np.float32))]
         outputs = list(add.outputs)
         remove_node(graph, add)
         remove_node(graph, node)
@@ -120,11 +120,11 @@ def _swap(graph: gs.Graph, transpose: gs.Node, reader: gs.Node, perm: list[int])
         padded = _padded(value, rank)
         if padded is None:
             return False
-        reader.inputs[index] = gs.Constant(reader.name + "_const_untransposed", np.ascontiguousarray(
+        reader.inputs[index] = gs.Constant(new_name(graph, reader, "_const_untransposed"), np.ascontiguousarray(
             np.transpose(padded, inverse)))
     source, middle, out = transpose.inputs[0], transpose.outputs[0], reader.outputs[0]
     reader.inputs[0] = source
-    new_mid = gs.Variable(middle.name + "_untransposed", dtype=middle.dtype)
+    new_mid = gs.Variable(new_name(graph, middle, "_untransposed"), dtype=middle.dtype)
     reader.outputs[0] = new_mid
     transpose.inputs[0] = new_mid
     transpose.outputs[0] = out
@@ -151,12 +151,12 @@ def sink_affine_through_transpose(graph: gs.Graph, notes: list[str]) -> None:
         padded = _padded(value, len(perm))
         if padded is None:
             continue
-        middle = gs.Variable(node.name + "_transposed_input", dtype=np.float32)
+        middle = gs.Variable(new_name(graph, node, "_transposed_input"), dtype=np.float32)
         out = transpose.outputs[0]
         transpose.inputs[0] = data
         transpose.outputs[0] = middle
         node.inputs[1 - index] = middle
-        node.inputs[index] = gs.Constant(node.name + "_const_transposed",
+        node.inputs[index] = gs.Constant(new_name(graph, node, "_const_transposed"),
                                          np.ascontiguousarray(np.transpose(padded, perm)))
         node.outputs[0] = out
     graph.cleanup().toposort()

@@ -23,7 +23,8 @@ def maxpool_to_average(graph: gs.Graph, notes: list[str]) -> None:
         attrs = {k: v for k, v in node.attrs.items() if k in ("auto_pad", "ceil_mode", "kernel_shape", "pads", "strides")}
         attrs["count_include_pad"] = 0
         node.op, node.attrs = "AveragePool", attrs
-        del node.outputs[1:]
+        while len(node.outputs) > 1:  # graphsurgeon lists do not support slice deletion
+            node.outputs.pop()
         count += 1
     if count:
         message = (f"replaced {count} MaxPool node(s) by AveragePool (--maxpool average): the converted "

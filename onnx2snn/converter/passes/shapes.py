@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from .common import live_nodes, const_value, refresh_shapes
+from .common import live_nodes, new_name, const_value, refresh_shapes
 
 # Inputs that carry shapes, indices or pads rather than data: (op, input indices).
 SHAPE_INPUTS = {"Reshape": (1,), "Slice": (1, 2, 3, 4), "Pad": (1, 3), "Unsqueeze": (1,), "Squeeze": (1,),
@@ -99,7 +99,7 @@ def resolve_dynamic_shapes(graph: gs.Graph, notes: list[str]) -> None:
                     continue
             key = (tensor.name, node.op)
             if key not in replacement:
-                replacement[key] = gs.Constant(tensor.name + "_resolved" + ("" if node.op == "Reshape" else "_" + node.op),
+                replacement[key] = gs.Constant(new_name(graph, tensor, "_resolved") + ("" if node.op == "Reshape" else "_" + node.op),
                                                np.asarray(value))
             for index, t in enumerate(node.inputs):
                 if t is tensor:
@@ -139,7 +139,7 @@ def canonical_reshapes(graph: gs.Graph, notes: list[str]) -> None:
             continue  # the batch mixes with other dimensions: leave it exactly as exported
         batch = data.shape[0]
         if target[0] == -1 or (isinstance(batch, int) and target[0] == batch):
-            node.inputs[1] = gs.Constant(node.inputs[1].name + "_batchfree", np.array([0] + rest_out, dtype=np.int64))
+            node.inputs[1] = gs.Constant(new_name(graph, node.inputs[1], "_batchfree"), np.array([0] + rest_out, dtype=np.int64))
 
 
 def free_batch_dimension(graph: gs.Graph, notes: list[str]) -> None:
