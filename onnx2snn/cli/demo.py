@@ -2,30 +2,55 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from .._atomic import atomic_write_text
 from ..converter.convert import ConversionOptions, convert
-from ..errors import DataError
+from ..data import parse_floats
+from ..errors import DataError, InvalidModelError
 from ..evaluate import evaluate
+from ..onnx_io import load_model
 from ..report import markdown_table, plot_accuracy
 from .shared_assets import cifar10_dir, shared_dir
 
-# Until the project ships its own trained model, the demo converts the shared ResNet-20.
-DEFAULT_MODEL = ("models/resnet20_cifar10.onnx", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+# The built-in default: a small CNN trained by examples/train.py (its input normalization is stored in
+# the file's metadata). "resnet20" selects the shared ResNet-20 instead (../shared, when present).
+BUILTIN_MODEL = Path(__file__).resolve().parents[1] / "models" / "small_cnn_cifar10.onnx"
+RESNET20 = ("models/resnet20_cifar10.onnx", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
-def default_model() -> tuple[Path, tuple, tuple]:
-    relative, mean, std = DEFAULT_MODEL
-    shared = shared_dir()
-    if shared is None or not (shared / relative).is_file():
-        raise DataError(f"the demo's default model ../shared/{relative} was not found")
-    return shared / relative, mean, std
+def stored_normalization(path: Path) -> tuple[list[float], list[float]]:
+    props = {p.key: p.value for p in load_model(path, check=False).metadata_props}
+    mean = parse_floats(props.get("onnx2snn.input_mean", ""), f"{path.name}: stored mean")
+    std = parse_floats(props.get("onnx2snn.input_std", ""), f"{path.name}: stored std")
+    if not mean or not std:
+        raise InvalidModelError(f"{path}: stores no onnx2snn.input_mean/onnx2snn.input_std metadata")
+    return mean, std
+
+
+def default_model(name: str = "small_cnn") -> tuple[Path, tuple, tuple]:
+    """``small_cnn`` (built in), ``resnet20`` (shared), or a path to an ANN that stores its normalization."""
+    if name == "small_cnn":
+        if not BUILTIN_MODEL.is_file():
+            raise DataError(f"the built-in model {BUILTIN_MODEL} is missing from this installation")
+        return (BUILTIN_MODEL, *stored_normalization(BUILTIN_MODEL))
+    if name == "resnet20":
+        relative, mean, std = RESNET20
+        shared = shared_dir()
+        if shared is None or not (shared / relative).is_file():
+            raise DataError(f"the shared ResNet-20 ../shared/{relative} was not found")
+        return shared / relative, mean, std
+    path = Path(name)
+    if not path.is_file():
+        raise DataError(f"demo model {name!r} is neither small_cnn, resnet20 nor an existing .onnx file")
+    return (path, *stored_normalization(path))
 
 
 def run_demo(limit: int, timesteps: list[int], out_dir: Path, device: str = "cpu",
-             threshold: str = "percentile:99.9") -> dict:
-    ann, mean, std = default_model()
+             threshold: str = "percentile:99.9", model: str = "small_cnn") -> dict:
+    started = time.time()
+    ann, mean, std = default_model(model)
     data = cifar10_dir()
     print(f"model: {ann}\ndata:  {data} (test split, class-balanced {limit} images; calibration: 256 train images)")
     curves, ann_accuracy = {}, None
@@ -40,8 +65,9 @@ def run_demo(limit: int, timesteps: list[int], out_dir: Path, device: str = "cpu
     table = markdown_table(curves, ann_accuracy)
     print(table)
     plot_accuracy(curves, ann_accuracy, out_dir / "accuracy.png", title=f"{ann.name}: ANN vs SNN")
-    report = {"model": ann.name, "n": limit, "ann_accuracy": ann_accuracy,
+    seconds = time.time() - started
+    report = {"model": ann.name, "n": limit, "ann_accuracy": ann_accuracy, "seconds": round(seconds, 1),
               "snn_accuracy": {k: {str(t): a for t, a in v.items()} for k, v in curves.items()}}
     atomic_write_text(out_dir / "demo.json", json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out_dir / 'accuracy.png'} and {out_dir / 'demo.json'}")
+    print(f"wrote {out_dir / 'accuracy.png'} and {out_dir / 'demo.json'} ({seconds:.0f} s)")
     return report

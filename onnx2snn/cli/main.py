@@ -81,7 +81,8 @@ def cmd_ops(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(limit=args.limit, timesteps=_timesteps(args.T), out_dir=Path(args.out), device=args.device)
+    run_demo(limit=args.limit, timesteps=_timesteps(args.T), out_dir=Path(args.out), device=args.device,
+             model=args.model)
     return 0
 
 
@@ -139,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-T", default="16,32,64,128")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--model", default="small_cnn",
+                   help="small_cnn (built in, default) | resnet20 (../shared) | path to an ANN .onnx with stored mean/std")
     p.set_defaults(run=cmd_demo)
     return parser
 
