@@ -79,9 +79,9 @@ def test_signed_burst_step_by_hand():
 
 @pytest.mark.parametrize("spec", ["percentile:99.9+channel+vhalf", "auto", "robust+biascorr+scale+signed"])
 def test_conversion_is_deterministic(rng, spec):
-    model, x = small_cnn(rng, batchnorm=True), images(1)
-    first, _ = convert(model, x, spec)
-    second, _ = convert(model, x, spec)
+    model, x = small_cnn(rng, batchnorm=True), images(1, 32)
+    first, _ = convert(model, x, spec, timesteps=4)
+    second, _ = convert(model, x, spec, timesteps=4)
     assert first.model.SerializeToString() == second.model.SerializeToString()
 
 
@@ -161,9 +161,9 @@ def test_auto_chooses_on_held_out_calibration_images(rng, monkeypatch):
 
 def test_signed_and_burst_attributes_survive_the_onnx_round_trip(rng):
     model, x = small_cnn(rng), images(8)
-    conversion, network = convert(model, x, "percentile:99.9+vhalf+signed+burst:2")
+    conversion, network = convert(model, x, "percentile:99.9+vhalf+signed+burst:2", timesteps=4)
     kinds = {a.name for node in conversion.model.graph.node if node.op_type == "IF" for a in node.attribute}
     assert {"signed", "burst"} <= kinds
     assert all(layer.signed and layer.burst == 2 for layer in network.neurons().values())
-    rate = network.simulate(x, 64).outputs[64]
+    rate = network.simulate(x, 32).outputs[32]
     assert float(((rate - network.analog(x)) ** 2).mean()) < 1e-2

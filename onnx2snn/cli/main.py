@@ -98,10 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="data set folder (calibration uses its train split)")
     p.add_argument("--mean", required=True, help="per-channel input mean, e.g. 0.485,0.456,0.406")
     p.add_argument("--std", required=True, help="per-channel input std, e.g. 0.229,0.224,0.225")
-    p.add_argument("--threshold", default="percentile:99.9", help="max | percentile:P | spikenorm")
+    p.add_argument("--threshold", default="auto",
+                   help="auto (default) | max | percentile:P | robust | spikenorm, optionally with +modifiers: "
+                        "channel, vhalf, vopt, biascorr, potcorr, scale, signed, burst:G "
+                        "(e.g. percentile:99.9+channel+vhalf+biascorr; see docs/low_latency.md)")
     p.add_argument("--reset", default="subtract", help="subtract (soft reset) | zero (hard reset)")
     p.add_argument("--calib", type=int, default=512, help="calibration images from the train split")
-    p.add_argument("--calib-timesteps", type=int, default=64, help="timesteps for spikenorm calibration")
+    p.add_argument("--calib-timesteps", type=int, default=64,
+                   help="timesteps the calibration simulates: spikenorm's horizon, and the latency T that "
+                        "auto and the calibrated methods target (auto scores T/4, T/2 and T)")
     p.add_argument("--seed", type=int, default=0, help="which calibration images are drawn")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--max-memory", default="4GB",

@@ -26,7 +26,7 @@ DEFAULT_CALIBRATION_TIMESTEPS = 64
 
 @dataclasses.dataclass
 class ConversionOptions:
-    threshold: str = "max"
+    threshold: str = "auto"
     reset: str = "subtract"
     calibration_timesteps: int = DEFAULT_CALIBRATION_TIMESTEPS
     batch_size: int = 128

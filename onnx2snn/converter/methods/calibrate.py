@@ -36,7 +36,7 @@ V_FRACTIONS = [0.0, 0.25, 0.5, 0.75]
 BIAS_STEPS = [0.0, 0.5, 1.0, 1.5]
 AUTO_HOLDOUT = 0.25  # share of the calibration images held out to make auto's choices
 MIN_ACTIVE = 0.05  # the bias step divides by the active share of a channel; keep it bounded
-CACHE_BYTES = 1 << 30  # input currents of the selection images are kept in memory up to this size
+SAMPLED_POSITIONS = 8192  # (image, pixel) positions per chunk on which candidates are scored
 
 
 def _auto(method: ThresholdMethod) -> ThresholdMethod:
@@ -61,22 +61,42 @@ def _percentiles(method: ThresholdMethod, auto: bool) -> list[float]:
 
 
 class LayerCalibration:
-    """Evaluates candidate parameters of one layer on the fit or the selection images."""
+    """Evaluates candidate parameters of one layer on the fit or the selection images.
+
+    Neurons at different positions do not interact, so candidates are scored on a seeded sample
+    of at most SAMPLED_POSITIONS (image, pixel) positions per chunk and channel: the layer's
+    input currents are computed in full (the convolutions need every input), then sampled, and
+    the selection images' samples are kept for the few passes one layer needs.
+    """
 
     def __init__(self, run: LayerwiseRun, neuron: int, targets: list[torch.Tensor], fit: list[int],
-                 select: list[int], score_steps: tuple[int, ...] = ()):
+                 select: list[int], score_steps: tuple[int, ...] = (), seed: int = 0):
         self.run, self.neuron, self.targets, self.fit, self.select = run, neuron, targets, fit, select
         self.score_steps = score_steps
         self.layer = run.network.layers[neuron]
         self.cache: dict[int, list] = {}
-        size = sum(targets[c].numel() for c in select) * run.timesteps * 4
-        self.use_cache = size <= CACHE_BYTES
+        self.positions = {}
+        for chunk, target in enumerate(targets):
+            count = target.numel() // target.shape[1]
+            if count > SAMPLED_POSITIONS:
+                generator = torch.Generator().manual_seed(seed * 1_000_003 + neuron * 1009 + chunk)
+                self.positions[chunk] = torch.randperm(count, generator=generator)[:SAMPLED_POSITIONS].sort().values
+
+    def _sample(self, chunk: int, value: torch.Tensor, lead: int) -> torch.Tensor:
+        """``[*lead dims, n, C, ...]`` as ``[*lead dims, positions, C]`` (the sampled positions)."""
+        channels = value.shape[lead + 1]
+        flat = value.movedim(lead + 1, lead).reshape(*value.shape[:lead], channels, -1)
+        index = self.positions.get(chunk)
+        if index is not None:
+            flat = flat[..., index.to(flat.device)]
+        return flat.movedim(-1, lead)
 
     def _currents(self, chunk: int):
         if chunk in self.cache:
             return self.cache[chunk]
-        pieces = ((t0, self.run.currents(self.neuron, chunk, t0, t1)) for t0, t1 in self.run.time_chunks())
-        if self.use_cache and chunk in self.select:
+        pieces = ((t0, self._sample(chunk, self.run.currents(self.neuron, chunk, t0, t1), 1))
+                  for t0, t1 in self.run.time_chunks())
+        if chunk in self.select:
             self.cache[chunk] = list(pieces)
             return self.cache[chunk]
         return pieces
@@ -85,19 +105,20 @@ class LayerCalibration:
         squared = signed = active = 0
         positions = 0
         for chunk in chunks:
-            target = self.targets[chunk]
+            target = self._sample(chunk, self.targets[chunk], 0)
             sq, sg, act = simulate_candidates(self.layer, candidates, self._currents(chunk), target,
                                               self.run.timesteps, score_steps=self.score_steps)
             squared, signed, active = squared + sq, signed + sg, active + act
-            positions += target.numel() // target.shape[1]
-        return Errors(squared, signed, positions, active)
+            positions += target.shape[0]
+        return Errors(squared.cpu(), signed.cpu(), positions, active.cpu())
 
     def final(self, candidates: Candidates) -> list[torch.Tensor]:
-        """Spike trains of every chunk with the chosen parameters."""
+        """Spike trains of every chunk (all positions) with the chosen parameters."""
         trains = []
         for chunk, target in enumerate(self.targets):
-            train = torch.empty((self.run.timesteps, *target.shape), dtype=torch.int8)
-            simulate_candidates(self.layer, candidates, self._currents(chunk), target, self.run.timesteps, train)
+            train = torch.empty((self.run.timesteps, *target.shape), dtype=torch.int8, device=target.device)
+            currents = ((t0, self.run.currents(self.neuron, chunk, t0, t1)) for t0, t1 in self.run.time_chunks())
+            simulate_candidates(self.layer, candidates, currents, target, self.run.timesteps, train)
             trains.append(train)
         return trains
 
@@ -165,7 +186,7 @@ def calibrate(network, images: torch.Tensor, method: ThresholdMethod, timesteps:
             layer.burst = spec.burst
         layer.signed = spec.signed
         targets = [layer.analog(run.ann_input(neuron, c)) for c in range(len(chunks))]
-        table = torch.from_numpy(percentile_table([targets[c] for c in fit], percentiles, spec.channel, seed))
+        table = torch.from_numpy(percentile_table([targets[c].cpu() for c in fit], percentiles, spec.channel, seed))
         theta = (table.unsqueeze(1) * torch.tensor(scales).reshape(1, -1, 1)).reshape(-1, table.shape[1])
         theta = theta.clamp(min=MIN_THRESHOLD)
         if layer.clip_max is not None:
@@ -176,7 +197,7 @@ def calibrate(network, images: torch.Tensor, method: ThresholdMethod, timesteps:
         if not spec.simulates:
             chosen = _grid(theta, vfrac, bias)
         else:
-            calibration = LayerCalibration(run, neuron, targets, fit, select, score_steps(timesteps, auto))
+            calibration = LayerCalibration(run, neuron, targets, fit, select, score_steps(timesteps, auto), seed)
             chosen = _grid(theta, vfrac, bias)
             if chosen.k > 1:
                 chosen = chosen.pick(calibration.errors(chosen, select).choose(spec.channel))

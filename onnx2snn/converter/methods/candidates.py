@@ -82,23 +82,30 @@ def simulate_candidates(layer, candidates: Candidates, current_chunks, target: t
     """Run K candidate neurons on one image chunk's currents (an iterable of ``(t0, [span, n, ...])``).
 
     Returns per-candidate, per-channel sums of squared rate error against ``target`` (the ANN
-    activation), summed over the readouts at ``score_steps`` (default: the last step), the signed
+    activation), summed over the readouts at ``score_steps`` (default: the last step; each weighted
+    by (t / T)^2 so that every readout counts about alike), the signed
     rate error at ``timesteps``, and the ANN's active positions per channel. Fills ``trains``
     (``[T, n, ...]``, int8 signed spike counts) when given.
     """
-    ndim = target.ndim + 1
-    theta, bias = _view(candidates.theta, ndim), _view(candidates.bias, ndim)
+    ndim, device = target.ndim + 1, target.device
+    theta, bias = _view(candidates.theta.to(device), ndim), _view(candidates.bias.to(device), ndim)
     dims = [1] + list(range(3, ndim))
     shape = (candidates.k, *target.shape)
-    v = torch.zeros(shape) + _view(candidates.vfrac * candidates.theta, ndim)
-    count = torch.zeros(shape)
-    total = torch.zeros(shape)
+    v = torch.zeros(shape, device=device) + theta * _view(candidates.vfrac.to(device), ndim)
+    count = torch.zeros(shape, device=device)
+    total = torch.zeros(shape, device=device)
     steps = set(score_steps or (timesteps,))
     squared = 0
+    has_bias = bool(candidates.bias.abs().max() > 0)
+    soft = layer.reset == "subtract" and not layer.extended
     for t0, current in current_chunks:
         for step in range(current.shape[0]):
-            x = current[step].unsqueeze(0) + bias
-            if layer.extended:
+            x = current[step].unsqueeze(0) + bias if has_bias else current[step].unsqueeze(0)
+            if soft:  # if_step's soft reset, in place (the same arithmetic, fewer temporaries)
+                v.add_(x)
+                spikes = (v >= theta).to(v.dtype)
+                v.addcmul_(spikes, theta, value=-1.0)
+            elif layer.extended:
                 spikes, v, count = signed_burst_step(x, v, count, theta, layer.signed, layer.burst)
             else:
                 spikes, v = if_step(x, v, theta, layer.reset)
@@ -106,7 +113,8 @@ def simulate_candidates(layer, candidates: Candidates, current_chunks, target: t
             if trains is not None:
                 trains[t0 + step] = spikes[0].to(torch.int8)
             if t0 + step + 1 in steps:
-                error = total * theta / (t0 + step + 1) - target.unsqueeze(0)
+                # weighted by (t / T)^2, since rate errors shrink about as 1/t: each readout counts alike
+                error = total * theta / timesteps - target.unsqueeze(0) * ((t0 + step + 1) / timesteps)
                 squared = squared + (error * error).sum(dims)
     error = total * theta / timesteps - target.unsqueeze(0)
     return squared, error.sum(dims), (target > 0).sum([0] + list(range(2, target.ndim)))
