@@ -37,6 +37,8 @@ PASSES = [
     passes.sink_affine_through_transpose,
     passes.fold_affine_into_consumer,  # preprocessing, BN on the input or before a conv
     passes.canonical_reshapes,
+    passes.drop_default_inputs,
+    passes.drop_default_attributes,
     passes.free_batch_dimension,
     passes.fold_constants,
 ]

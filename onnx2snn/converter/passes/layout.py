@@ -134,29 +134,38 @@ def _swap(graph: gs.Graph, transpose: gs.Node, reader: gs.Node, perm: list[int])
 def sink_affine_through_transpose(graph: gs.Graph, notes: list[str]) -> None:
     """``x -> (Sub|Div|Mul|Add const) -> Transpose -> Conv``: the Transpose moves first, so the
     affine (often input preprocessing in NHWC) sits right before the Conv and folds into it."""
-    refresh_shapes(graph)
-    for node in live_nodes(graph):
-        if node.op not in AFFINE_OPS:
-            continue
-        split = variable_and_constant(node)
-        transpose = only_reader(node.outputs[0], graph)
-        if split is None or transpose is None or transpose.op != "Transpose":
-            continue
-        index, data, value = split
-        rank = rank_of(data)
-        perm = _perm(transpose, rank)
-        consumers = readers(transpose.outputs[0], graph)
-        if perm is None or not consumers or any(c.op not in ("Conv", "Gemm") for c in consumers):
-            continue
-        padded = _padded(value, len(perm))
-        if padded is None:
-            continue
-        middle = gs.Variable(new_name(graph, node, "_transposed_input"), dtype=np.float32)
-        out = transpose.outputs[0]
-        transpose.inputs[0] = data
-        transpose.outputs[0] = middle
-        node.inputs[1 - index] = middle
-        node.inputs[index] = gs.Constant(new_name(graph, node, "_const_transposed"),
-                                         np.ascontiguousarray(np.transpose(padded, perm)))
-        node.outputs[0] = out
+    changed = True
+    while changed:  # a chain (Sub then Mul) moves one affine at a time
+        changed = False
+        refresh_shapes(graph)
+        for node in live_nodes(graph):
+            changed |= _sink_one(graph, node)
     graph.cleanup().toposort()
+
+
+def _sink_one(graph: gs.Graph, node: gs.Node) -> bool:
+    if node.op not in AFFINE_OPS:
+        return False
+    split = variable_and_constant(node)
+    transpose = only_reader(node.outputs[0], graph)
+    if split is None or transpose is None or transpose.op != "Transpose":
+        return False
+    index, data, value = split
+    rank = rank_of(data)
+    perm = _perm(transpose, rank)
+    consumers = readers(transpose.outputs[0], graph)
+    if perm is None or not consumers or not all(
+            c.op in ("Conv", "Gemm") or (c.op in AFFINE_OPS and variable_and_constant(c) is not None) for c in consumers):
+        return False
+    padded = _padded(value, len(perm))
+    if padded is None:
+        return False
+    middle = gs.Variable(new_name(graph, node, "_transposed_input"), dtype=np.float32)
+    out = transpose.outputs[0]
+    transpose.inputs[0] = data
+    transpose.outputs[0] = middle
+    node.inputs[1 - index] = middle
+    node.inputs[index] = gs.Constant(new_name(graph, node, "_const_transposed"),
+                                     np.ascontiguousarray(np.transpose(padded, perm)))
+    node.outputs[0] = out
+    return True

@@ -110,7 +110,8 @@ def resolve_dynamic_shapes(graph: gs.Graph, notes: list[str]) -> None:
 
 
 def canonical_reshapes(graph: gs.Graph, notes: list[str]) -> None:
-    """Make Reshape targets batch-agnostic: the leading dimension becomes 0 (copy the batch)."""
+    """Make Reshape targets batch-agnostic: the leading dimension becomes 0 (copy the batch), and
+    a reshape to ``[batch, features]`` becomes ``Flatten``."""
     refresh_shapes(graph)
     for node in graph.nodes:
         if node.op != "Reshape":
@@ -125,8 +126,10 @@ def canonical_reshapes(graph: gs.Graph, notes: list[str]) -> None:
                 continue
             node.attrs["allowzero"] = 0  # without zeros in the target, allowzero changes nothing
         rest_in = list(data.shape[1:])
-        if target[0] == 0 or any(not isinstance(d, int) for d in rest_in):
+        if any(not isinstance(d, int) for d in rest_in):
             continue
+        if target[0] == 0:
+            target[0] = -1  # 0 copies the batch; with the other dimensions fixed, -1 means the same
         rest_out = target[1:]
         if -1 in rest_out:
             if target[0] == -1:
@@ -139,7 +142,12 @@ def canonical_reshapes(graph: gs.Graph, notes: list[str]) -> None:
             continue  # the batch mixes with other dimensions: leave it exactly as exported
         batch = data.shape[0]
         if target[0] == -1 or (isinstance(batch, int) and target[0] == batch):
-            node.inputs[1] = gs.Constant(new_name(graph, node.inputs[1], "_batchfree"), np.array([0] + rest_out, dtype=np.int64))
+            if len(rest_out) == 1:  # [batch, features]: the one spelling of a flatten is Flatten
+                node.op, node.attrs = "Flatten", {"axis": 1}
+                node.inputs.pop()
+            else:
+                node.inputs[1] = gs.Constant(new_name(graph, node.inputs[1], "_batchfree"),
+                                             np.array([0] + rest_out, dtype=np.int64))
 
 
 def free_batch_dimension(graph: gs.Graph, notes: list[str]) -> None:
@@ -147,3 +155,17 @@ def free_batch_dimension(graph: gs.Graph, notes: list[str]) -> None:
     for tensor in list(graph.inputs) + list(graph.outputs):
         if tensor.shape:
             tensor.shape = ["N"] + list(tensor.shape[1:])
+
+
+def drop_default_inputs(graph: gs.Graph, notes: list[str]) -> None:
+    """Spell optional inputs one way: a Pad's constant value of 0 is the default, so it goes, and
+    trailing empty inputs go (exporters differ on both)."""
+    for node in graph.nodes:
+        if node.op == "Pad" and len(node.inputs) > 2:
+            value = const_value(node.inputs[2])
+            mode = node.attrs.get("mode", "constant")
+            mode = mode.decode() if isinstance(mode, bytes) else mode
+            if value is not None and value.size == 1 and float(value.reshape(-1)[0]) == 0.0 and mode == "constant":
+                node.inputs[2] = gs.Variable.empty()
+        while len(node.inputs) > 1 and not node.inputs[-1].name:
+            node.inputs.pop()
