@@ -18,6 +18,7 @@ class Add(Op):
 @register
 class Sub(Op):
     op_type = "Sub"
+    notes = "by a constant (input preprocessing: folded into the first layer) or between tensors"
 
     def forward(self, a, b):
         return a - b
@@ -26,6 +27,7 @@ class Sub(Op):
 @register
 class Mul(Op):
     op_type = "Mul"
+    notes = "per-channel constants fold into the adjacent Conv/Gemm; otherwise runs as is"
 
     def forward(self, a, b):
         return a * b
@@ -34,6 +36,7 @@ class Mul(Op):
 @register
 class Div(Op):
     op_type = "Div"
+    notes = "by a constant (input preprocessing: folded into the first layer) or between tensors"
 
     def forward(self, a, b):
         return a / b

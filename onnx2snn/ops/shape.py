@@ -16,7 +16,8 @@ from .base import NodeInfo, Op, as_int_list, register
 class Reshape(Op):
     op_type = "Reshape"
     since = 5
-    notes = "constant target shape (dynamic Shape chains are folded by the converter); 0 copies a dimension"
+    notes = ("constant target; run-time Shape -> Gather -> Concat chains are resolved by the converter with the "
+             "batch dimension kept free; a reshape to [batch, features] becomes Flatten")
 
     def __init__(self, node: NodeInfo):
         super().__init__(node)
@@ -31,6 +32,7 @@ class Reshape(Op):
 @register
 class Flatten(Op):
     op_type = "Flatten"
+    notes = "any axis"
 
     def forward(self, x):
         axis = int(self.node.attrs.get("axis", 1))
@@ -41,6 +43,7 @@ class Flatten(Op):
 @register
 class Transpose(Op):
     op_type = "Transpose"
+    notes = "NHWC Transpose pairs around convolutions (TensorFlow/Keras exports) cancel out"
 
     def forward(self, x):
         perm = self.node.attrs.get("perm")
@@ -50,6 +53,7 @@ class Transpose(Op):
 @register
 class Concat(Op):
     op_type = "Concat"
+    notes = "any axis (DenseNet-style feature concatenation of spiking paths)"
 
     def forward(self, *xs):
         return torch.cat(xs, dim=int(self.node.attrs["axis"]))
@@ -131,6 +135,7 @@ def _axes(node: NodeInfo) -> list[int] | None:
 @register
 class Squeeze(Op):
     op_type = "Squeeze"
+    notes = "axes as attribute or constant input"
 
     def forward(self, x, *unused):
         axes = _axes(self.node)
@@ -142,6 +147,7 @@ class Squeeze(Op):
 @register
 class Unsqueeze(Op):
     op_type = "Unsqueeze"
+    notes = "axes as attribute or constant input"
 
     def forward(self, x, *unused):
         axes = _axes(self.node)

@@ -60,7 +60,7 @@ class Gemm(Op):
 @register
 class MatMul(Op):
     op_type = "MatMul"
-    notes = "numpy-style matmul; MatMul + Add stands in for Gemm"
+    notes = "MatMul + Add on a 2-D input becomes Gemm; otherwise numpy-style matmul"
 
     def forward(self, a, b):
         return torch.matmul(a, b)
