@@ -30,7 +30,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from ..converter.convert import ConversionOptions, convert
     from ..data import parse_floats
 
-    options = ConversionOptions(threshold=args.threshold, reset=args.reset,
+    options = ConversionOptions(threshold=args.threshold, reset=args.reset, maxpool=args.maxpool,
                                 calibration_timesteps=args.calib_timesteps, batch_size=args.batch_size,
                                 max_memory=args.max_memory)
     conversion = convert(args.ann, args.output, args.data, parse_floats(args.mean, "--mean"),
@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "channel, vhalf, vopt, biascorr, potcorr, scale, signed, burst:G "
                         "(e.g. percentile:99.9+channel+vhalf+biascorr; see docs/low_latency.md)")
     p.add_argument("--reset", default="subtract", help="subtract (soft reset) | zero (hard reset)")
+    p.add_argument("--maxpool", default="spiking", choices=["spiking", "average"],
+                   help="spiking: MaxPool runs as a spiking max-pool gate (faithful); average: replace it by "
+                        "AveragePool, which changes the network (a warning says so)")
     p.add_argument("--calib", type=int, default=512, help="calibration images from the train split")
     p.add_argument("--calib-timesteps", type=int, default=64,
                    help="timesteps the calibration simulates: spikenorm's horizon, and the latency T that "

@@ -31,6 +31,7 @@ class ConversionOptions:
     calibration_timesteps: int = DEFAULT_CALIBRATION_TIMESTEPS
     batch_size: int = 128
     max_memory: int | str | None = None  # bytes or "4GB"; None = resources.DEFAULT_MAX_MEMORY
+    maxpool: str = "spiking"  # "spiking" (max-pool gate) or "average" (substitution, changes the network)
 
     def validate(self) -> ThresholdMethod:
         if self.reset not in RESET_MODES:
@@ -83,7 +84,7 @@ def convert_model(model: onnx.ModelProto, calibration: torch.Tensor,
     method = options.validate()
     if calibration.ndim < 2 or len(calibration) == 0:
         raise ConfigError("calibration needs at least one image")
-    canonical = normalize(model, reset=options.reset)
+    canonical = normalize(model, reset=options.reset, maxpool=options.maxpool)
     network = SpikingNetwork(canonical.model)
     options = fit_calibration(canonical.model, network, calibration, options)  # memory budget, trial run
     if method.extended_neuron and options.reset != "subtract":
