@@ -84,6 +84,41 @@ def summarize(args, methods: list[str]) -> None:
     print(table, flush=True)
 
 
+def random_nets(args, methods: list[str]) -> None:
+    """The same methods on randomly initialized networks nobody tuned for (tests/torch_models.py:
+    VGG-11-BN, ResNet-18, MobileNetV2, DenseNet, a max-pooling net), on random images: how often the
+    SNN's class matches the ANN's, and the output error relative to the ANN output's variance."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from torch_models import ARCHITECTURES, build, export
+
+    from onnx2snn.converter.convert import convert_model
+    from onnx2snn.runtime.network import SpikingNetwork
+
+    steps = [int(t) for t in args.timesteps.split(",")]
+    generator = torch.Generator().manual_seed(0)
+    calibration = torch.rand(args.calib, 3, 32, 32, generator=generator) * 2 - 1
+    held_out = torch.rand(64, 3, 32, 32, generator=generator) * 2 - 1
+    results = {}
+    path = Path(args.out) / "random_nets.json"
+    if path.is_file():
+        results = json.loads(path.read_text())
+    for arch in ARCHITECTURES:
+        model = export(build(arch), "torchscript-17")
+        for method in methods:
+            key = f"{arch} {method}"
+            if key in results:
+                continue
+            options = ConversionOptions(threshold=method, calibration_timesteps=args.calib_timesteps, batch_size=32)
+            network = SpikingNetwork(convert_model(model, calibration, options).model)
+            ann = network.analog(held_out)
+            outputs = network.simulate(held_out, steps).outputs
+            results[key] = {
+                "agreement": {str(t): float((o.argmax(1) == ann.argmax(1)).float().mean()) for t, o in outputs.items()},
+                "relative_mse": {str(t): float(((o - ann) ** 2).mean() / ann.var()) for t, o in outputs.items()}}
+            print(key, results[key], flush=True)
+            atomic_write_text(path, json.dumps(results, indent=2) + "\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="ANN .onnx (default: the shared ResNet-20)")
@@ -99,6 +134,8 @@ def main() -> int:
     parser.add_argument("--std", default=",".join(map(str, STD)), help="input normalization std")
     parser.add_argument("--timesteps", default=",".join(map(str, TIMESTEPS)))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--random-nets", action="store_true",
+                        help="instead: the methods on random VGG/ResNet-18/MobileNet/DenseNet/max-pool nets")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.mean, args.std = parse_floats(args.mean, "--mean"), parse_floats(args.std, "--std")
@@ -108,6 +145,9 @@ def main() -> int:
     repo = Path(__file__).resolve().parents[1]
     args.models = args.models or str(repo / "runs" / "low_latency" / Path(args.model).stem)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if args.random_nets:
+        random_nets(args, methods)
+        return 0
     ordered = (["auto"] if "auto" in methods else []) + [m for m in methods if m != "auto"]
     for method in ordered:
         run(method, args, args.limit, timesteps, tag="")

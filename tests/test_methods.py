@@ -167,3 +167,25 @@ def test_signed_and_burst_attributes_survive_the_onnx_round_trip(rng):
     assert all(layer.signed and layer.burst == 2 for layer in network.neurons().values())
     rate = network.simulate(x, 32).outputs[32]
     assert float(((rate - network.analog(x)) ** 2).mean()) < 1e-2
+
+
+def max_pool_cnn(rng: np.random.Generator):
+    """Conv-ReLU-MaxPool-Conv-ReLU-GlobalAvgPool-Flatten-Gemm: a spiking max-pool gate (a stateful node
+    that is not a neuron) sits between two neuron layers."""
+    init = {"w1": rng.normal(0, 0.4, (6, 3, 3, 3)).astype(np.float32), "w2": rng.normal(0, 0.3, (6, 6, 3, 3)).astype(np.float32),
+            "wf": rng.normal(0, 0.5, (10, 6)).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Conv", ["p1", "w2"], ["c2"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c2"], ["r2"]),
+             helper.make_node("GlobalAveragePool", ["r2"], ["g"]), helper.make_node("Flatten", ["g"], ["f"]),
+             helper.make_node("Gemm", ["f", "wf"], ["y"], transB=1)]
+    return make_model(nodes, [tensor("x", ["N", 3, 8, 8])], [tensor("y", ["N", 10])], init)
+
+
+@pytest.mark.parametrize("spec", ["auto", "spikenorm", "percentile:99.9+channel+vhalf"])
+def test_methods_step_through_spiking_max_pool(rng, spec):
+    model, x = max_pool_cnn(rng), images(9, 32)
+    _, network = convert(model, x, spec)
+    assert len(network.neurons()) == 2
+    error = float(((network.simulate(x, 64).outputs[64] - network.analog(x)) ** 2).mean())
+    assert error < 0.05 * float(network.analog(x).var())

@@ -25,7 +25,7 @@ import torch
 
 from ..thresholds import MIN_THRESHOLD, ThresholdMethod, batches
 from .candidates import Candidates, Errors, percentile_table, simulate_candidates
-from .layerwise import LayerwiseRun
+from .layerwise import LayerwiseRun, is_neuron
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +177,11 @@ def calibrate(network, images: torch.Tensor, method: ThresholdMethod, timesteps:
     scales = SCALES if spec.scale_search else [1.0]
     thresholds = {}
 
-    for neuron in network.neuron_nodes:
+    for neuron in run.order:
         layer = network.layers[neuron]
+        if not is_neuron(layer):
+            run.pass_through(neuron)
+            continue
         name = network.node_names[neuron]
         if layer.clip_max is not None and spec.burst > 1:
             layer.burst = 1  # a burst could exceed the ANN's Clip ceiling

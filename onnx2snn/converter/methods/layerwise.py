@@ -4,7 +4,9 @@ This generalizes the machinery of ``spikenorm.py``: neuron layers are visited in
 order; each visited layer leaves behind its ANN output (float, one per image) and its spike
 trains (signed spike counts per step, int8), and the next layer's inputs are computed from those
 through its segment of stateless nodes. Stored values are freed as soon as the last layer that
-reads them is done, so no prefix of the network is ever rerun.
+reads them is done, so no prefix of the network is ever rerun. Stateful nodes that are not
+neurons (the spiking max-pool gate) are visited in the same order and simply stepped through
+time (``pass_through``); their outputs are stored as float trains.
 """
 from __future__ import annotations
 
@@ -12,7 +14,41 @@ import torch
 
 from ...ops.neurons import channel_view
 from ...runtime.network import SpikingNetwork
-from ..spikenorm import TIME_CHUNK, _segments
+from ..spikenorm import TIME_CHUNK, Segment
+
+
+def stateful_segments(network: SpikingNetwork) -> dict[int, Segment]:
+    """For every stateful node (neuron or not), the stateless nodes computing its first input from
+    earlier stateful nodes' outputs and static tensors."""
+    producer = {name: i for i, outs in enumerate(network.node_outputs) for name in outs}
+    batch_statics = {network.input_name} | {n for i in network.static_nodes for n in network.node_outputs[i]}
+    segments = {}
+    for node in stateful_nodes(network):
+        nodes, reads, batch_reads = set(), set(), set()
+        pending = [network.node_inputs[node][0]]
+        while pending:
+            name = pending.pop()
+            if name in batch_statics:
+                batch_reads.add(name)
+                continue
+            index = producer.get(name)
+            if index is None or index in nodes:
+                continue  # a constant, or already visited
+            if network.layers[index].stateful:
+                reads.add(index)
+                continue
+            nodes.add(index)
+            pending.extend(n for n in network.node_inputs[index] if n)
+        segments[node] = Segment(sorted(nodes), sorted(reads), sorted(batch_reads))
+    return segments
+
+
+def stateful_nodes(network: SpikingNetwork) -> list[int]:
+    return [i for i, layer in enumerate(network.layers) if layer.stateful]
+
+
+def is_neuron(layer) -> bool:
+    return getattr(layer, "neuron", True)
 
 
 class LayerwiseRun:
@@ -20,10 +56,12 @@ class LayerwiseRun:
 
     def __init__(self, network: SpikingNetwork, chunks: list[torch.Tensor], timesteps: int, simulate: bool = True):
         self.network, self.chunks, self.timesteps, self.simulate = network, chunks, timesteps, simulate
+        self.track_ann = True  # SpikeNorm needs only the spike trains
         self.statics = [network.static_env(chunk) for chunk in chunks]
         self.constants = network.constant_env()
-        self.segments = _segments(network)
-        self.uses = {n: sum(n in s.neuron_reads for s in self.segments.values()) for n in network.neuron_nodes}
+        self.segments = stateful_segments(network)
+        self.order = stateful_nodes(network)
+        self.uses = {n: sum(n in s.neuron_reads for s in self.segments.values()) for n in self.order}
         self.ann: dict[int, list[torch.Tensor]] = {}
         self.trains: dict[int, list[torch.Tensor]] = {}
 
@@ -56,11 +94,32 @@ class LayerwiseRun:
         env = self._env(neuron, chunk, span)
         for source in self.segments[neuron].neuron_reads:
             trains = self.trains[source][chunk][t0:t1]
-            scale = channel_view(self.network.layers[source].threshold, trains.ndim - 1)
-            env[self.network.node_outputs[source][0]] = trains.reshape(-1, *trains.shape[2:]).float() * scale
+            values = trains.reshape(-1, *trains.shape[2:]).float()
+            if is_neuron(self.network.layers[source]):  # signed spike counts times the threshold
+                values = values * channel_view(self.network.layers[source].threshold, trains.ndim - 1)
+            env[self.network.node_outputs[source][0]] = values
         self.network.run_nodes(env, self.segments[neuron].nodes)
         value = env[target]
         return value.reshape(span, -1, *value.shape[1:])
+
+    def pass_through(self, node: int) -> None:
+        """A stateful node that is not a neuron: its ANN output, and its outputs over time (float)."""
+        layer = self.network.layers[node]
+        ann = [layer.analog(self.ann_input(node, chunk)) for chunk in range(len(self.chunks))] if self.track_ann else []
+        trains = None
+        if self.simulate and self.uses[node]:
+            trains = []
+            for chunk in range(len(self.chunks)):
+                state, train = None, None
+                for t0, t1 in self.time_chunks():
+                    current = self.currents(node, chunk, t0, t1)
+                    for step in range(current.shape[0]):
+                        out, state = layer.step(state, current[step])
+                        if train is None:
+                            train = torch.empty((self.timesteps, *out.shape), dtype=out.dtype, device=out.device)
+                        train[t0 + step] = out
+                trains.append(train)
+        self.record(node, ann, trains)
 
     def time_chunks(self):
         for t0 in range(0, self.timesteps, TIME_CHUNK):
