@@ -187,5 +187,12 @@ def test_methods_step_through_spiking_max_pool(rng, spec):
     model, x = max_pool_cnn(rng), images(9, 32)
     _, network = convert(model, x, spec)
     assert len(network.neurons()) == 2
-    error = float(((network.simulate(x, 64).outputs[64] - network.analog(x)) ** 2).mean())
+    error = float(((network.simulate(x, 32).outputs[32] - network.analog(x)) ** 2).mean())
     assert error < 0.05 * float(network.analog(x).var())
+
+
+def test_auto_is_the_default_of_convert():
+    from onnx2snn.cli.main import build_parser
+
+    args = build_parser().parse_args(["convert", "a.onnx", "-o", "b.onnx", "--data", "d", "--mean", "0", "--std", "1"])
+    assert args.threshold == "auto" and ConversionOptions().threshold == "auto"
