@@ -96,7 +96,9 @@ def run_study(ann_path: Path, name: str, data: Path, out: Path, limit: int, cali
             conversion = convert_model(load_model(ann_path), calibration,
                                        ConversionOptions(threshold=method, reset=reset))
             network = SpikingNetwork(conversion.model).eval()
-            base = {n: layer.threshold.clone() for n, layer in network.neurons().items()}
+            # v_init scales with the threshold so that methods with a non-zero initial potential
+            # (e.g. +vhalf) keep it at the same fraction of the threshold.
+            base = {n: (layer.threshold.clone(), layer.v_init.clone()) for n, layer in network.neurons().items()}
             print(f"  converted ({RESET_LABELS[reset]} reset, {method}) in {time.time() - started:.0f} s")
             for scale in wanted:
                 label = config_label(reset, method, scale)
@@ -104,7 +106,9 @@ def run_study(ann_path: Path, name: str, data: Path, out: Path, limit: int, cali
                     continue
                 started = time.time()
                 for neuron_name, layer in network.neurons().items():
-                    layer.set_threshold(base[neuron_name].numpy() * scale)
+                    threshold, v_init = base[neuron_name]
+                    layer.set_threshold(threshold.numpy() * scale)
+                    layer.set_v_init(v_init.numpy() * scale)
                 curve = simulate(network, x, labels, timesteps, batch_size)
                 done[label] = {"reset": reset, "method": method, "scale": scale,
                                "accuracy": {str(t): a for t, a in curve.items()},
