@@ -149,12 +149,12 @@ def main() -> int:
         random_nets(args, methods)
         return 0
     ordered = (["auto"] if "auto" in methods else []) + [m for m in methods if m != "auto"]
+    if args.full and "auto" in methods:  # the headline figure first: auto on all 10,000 test images
+        run("auto", args, None, FULL_TIMESTEPS, tag="full10k_")
+        summarize(args, methods)
     for method in ordered:
         run(method, args, args.limit, timesteps, tag="")
         summarize(args, methods)
-        if method == "auto" and args.full:
-            run("auto", args, None, FULL_TIMESTEPS, tag="full10k_")
-            summarize(args, methods)
     return 0
 
 
