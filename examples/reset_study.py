@@ -4,7 +4,7 @@
         --data ../shared/data/cifar10 --limit 1000 --out docs/results
 
 For each (reset, method) the ANN is converted once (calibrated on train-split images); for each
-threshold scale every IF threshold is multiplied by the scale in the runtime, and the test subset
+threshold scale every IF threshold (and initial potential) is multiplied by the scale in the runtime, and the test subset
 is simulated once to T_max (the runtime returns the readout at every T of the sweep from that one
 run). Writes, under OUT/NAME/: ``study.json``, ``study.md`` and the plots ``accuracy_vs_T_<reset>.png``
 and ``accuracy_vs_scale.png``. Finished configurations are kept in ``study.json.partial``, so an
@@ -142,10 +142,12 @@ def _plot_scales(runs: dict[str, dict], ann: float, steps: list[int], path: Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes_row = plt.subplots(1, len(steps), figsize=(5 * len(steps), 4), dpi=110, squeeze=False)
     groups: dict[tuple[str, str], list[tuple[float, dict]]] = {}
     for run in runs.values():
         groups.setdefault((run["reset"], run["method"]), []).append((run["scale"], run["accuracy"]))
+    if all(len(points) < 2 for points in groups.values()):
+        return  # one scale per configuration: nothing to plot against the scale
+    figure, axes_row = plt.subplots(1, len(steps), figsize=(5 * len(steps), 4), dpi=110, squeeze=False)
     for axes, t in zip(axes_row[0], steps):
         for (reset, method), points in sorted(groups.items()):
             if len(points) < 2:
