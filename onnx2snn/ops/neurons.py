@@ -103,6 +103,7 @@ class IF(StatefulOp):
         self.register_buffer("threshold", torch.from_numpy(threshold.copy()))
         self.register_buffer("v_init", torch.from_numpy(v_init.copy()))
         self.register_buffer("bias", torch.from_numpy(bias.copy()))
+        self.has_bias = bool(np.any(bias != 0))  # known up front: no device sync per step
 
     def set_threshold(self, values) -> None:
         values = torch.as_tensor(np.asarray(values, dtype=np.float32).reshape(-1))
@@ -113,8 +114,9 @@ class IF(StatefulOp):
         self.v_init = values.to(self.v_init.device)
 
     def set_bias(self, values) -> None:
-        values = torch.as_tensor(np.asarray(values, dtype=np.float32).reshape(-1))
-        self.bias = values.to(self.bias.device)
+        values = np.asarray(values, dtype=np.float32).reshape(-1)
+        self.has_bias = bool(np.any(values != 0))
+        self.bias = torch.as_tensor(values).to(self.bias.device)
 
     @property
     def extended(self) -> bool:
@@ -126,7 +128,7 @@ class IF(StatefulOp):
 
     def step(self, v, x):
         threshold = channel_view(self.threshold, x.ndim)
-        if self.bias.numel() > 1 or float(self.bias.reshape(-1)[0]) != 0.0:
+        if self.has_bias:
             x = x + channel_view(self.bias, x.ndim)
         if self.extended:
             v, count = (torch.zeros_like(x) + channel_view(self.v_init, x.ndim), torch.zeros_like(x)) \
