@@ -75,12 +75,13 @@ def test_regressions_found_by_fuzzing(seed, kinds):
     _check(seed, kinds)
 
 
-@pytest.mark.xfail(strict=True, raises=KeyError,
-                   reason="known bug (reported): spikenorm reads spike trains of the stateful MaxPool as if it "
-                          "were a neuron layer")
 def test_spikenorm_with_maxpool():
+    """Regression: SpikeNorm once read the spiking max-pool gate's output as a neuron's spike trains."""
     model = small_cnn(np.random.default_rng(0))
     for node in model.graph.node:
         if node.op_type == "AveragePool":
             node.op_type = "MaxPool"
-    convert_model(model, torch.randn(4, 3, 8, 8), ConversionOptions(threshold="spikenorm", calibration_timesteps=4))
+    conversion = convert_model(model, torch.randn(4, 3, 8, 8),
+                               ConversionOptions(threshold="spikenorm", calibration_timesteps=4))
+    assert len(conversion.thresholds) == 2  # both ReLUs; the max-pool gate has no threshold
+    assert all(float(v.min()) > 0 for v in conversion.thresholds.values())
