@@ -96,13 +96,15 @@ def main() -> int:
     parser.add_argument("--full", help="RESET:METHOD to evaluate on the full test set after the grid")
     parser.add_argument("--only-full", action="store_true")
     parser.add_argument("--ann-only", action="store_true", help="only measure the ANN on the full test split")
+    parser.add_argument("--methods", default=",".join(METHODS), help="a subset of the grid's methods")
+    parser.add_argument("--resets", default=",".join(RESETS), help="a subset of the grid's reset modes")
     args = parser.parse_args()
     ann_full_test()
     if args.ann_only:
         return 0
     if not args.only_full:
-        for method in METHODS:
-            for reset in RESETS:
+        for method in args.methods.split(","):
+            for reset in args.resets.split(","):
                 run(reset, method, args.limit, tag="")
                 summarize(args.limit)
     if args.full:
