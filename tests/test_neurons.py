@@ -96,3 +96,13 @@ def test_rate_of_soft_reset_converges_to_activation():
         out, state = layer.step(state, x)
         total += out
     assert np.allclose(total.numpy() / 1000, currents, atol=1e-3)
+
+
+def test_spike_events_count_bursts_and_signed_spikes():
+    layer = IF(NodeInfo("n", "IF", "onnx2snn", 1, {"threshold": [2.0], "burst": 3}, ["x"], ["y"], {}))
+    out, _ = layer.step(None, torch.full((1, 4), 5.0))  # 5 / 2 -> a burst of 2 spikes per neuron
+    assert out.flatten().tolist() == [4.0] * 4
+    assert layer.spike_events(out) == 8
+    plain = if_node([2.0])
+    out, _ = plain.step(None, torch.tensor([[5.0, 0.0]]))
+    assert plain.spike_events(out) == 1

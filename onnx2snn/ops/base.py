@@ -86,6 +86,10 @@ class StatefulOp(Op):
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         return self.analog(*inputs)
 
+    def spike_events(self, out: torch.Tensor) -> float:
+        """How many spikes one step's output holds (for spike statistics)."""
+        return float((out != 0).sum())
+
 
 class RewrittenOp:
     """An op the converter accepts but rewrites away (folds, drops or turns into a neuron).

@@ -126,6 +126,10 @@ class IF(StatefulOp):
     def analog(self, x):
         return torch.relu(x) if self.clip_max is None else torch.clamp(x, 0.0, self.clip_max)
 
+    def spike_events(self, out: torch.Tensor) -> float:
+        """Spikes in one step's output: a burst of k spikes (or k negative ones) counts k."""
+        return float((out.abs() / channel_view(self.threshold, out.ndim)).round().sum())
+
     def step(self, v, x):
         threshold = channel_view(self.threshold, x.ndim)
         if self.has_bias:

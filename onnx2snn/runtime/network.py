@@ -206,7 +206,7 @@ class SpikingNetwork(nn.Module):
             if count_spikes:
                 for i in self.neuron_nodes:
                     fired = env[self.node_outputs[i][0]]
-                    counts[i] += float((fired != 0).sum())
+                    counts[i] += self.layers[i].spike_events(fired)
                     sizes[i] = fired[0].numel()
             if t in wanted:
                 outputs[t] = accumulated / t
