@@ -13,7 +13,6 @@ interrupted sweep resumes where it stopped.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 import time
@@ -21,12 +20,12 @@ from pathlib import Path
 
 import torch
 
-from onnx2snn._atomic import atomic_write_bytes, atomic_write_text
+from onnx2snn._atomic import atomic_write_text
 from onnx2snn.converter.convert import ConversionOptions, convert_model
 from onnx2snn.data import load_split, parse_floats, to_tensor
 from onnx2snn.evaluate import ann_predictions
 from onnx2snn.onnx_io import load_model, sha256_file
-from onnx2snn.report import markdown_table, plot_accuracy
+from onnx2snn.report import markdown_table, plot_accuracy, save_figure
 from onnx2snn.runtime.network import SpikingNetwork
 
 RESET_LABELS = {"subtract": "soft", "zero": "hard"}
@@ -162,10 +161,7 @@ def _plot_scales(runs: dict[str, dict], ann: float, steps: list[int], path: Path
         axes.grid(True, alpha=0.3)
         axes.legend(fontsize=7)
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_figure(figure, path)
 
 
 def write_report(out: Path, name: str, report: dict) -> None:

@@ -41,6 +41,13 @@ def plot_accuracy(curves: Mapping[str, Mapping[int, float]], ann: float | None, 
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
+    save_figure(figure, path)
+
+
+def save_figure(figure, path: str | os.PathLike) -> None:
+    """Write a matplotlib figure as PNG atomically, then close it."""
+    import matplotlib.pyplot as plt
+
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     plt.close(figure)
