@@ -2,7 +2,7 @@
 
 Every method is converted once (calibrated on train-split images only) and evaluated at
 T = 4, 8, 16, 32, 64, 128, 256 on the class-balanced test subset (``--limit``, default 2000);
-``--full`` adds ``auto`` on all 10,000 test images at T <= 64. Results go to
+``--full M1,M2`` adds those methods (bare ``--full``: ``auto``) on all 10,000 test images at T <= 64. Results go to
 docs/results/low_latency/: one JSON per run, summary.json, table.md and accuracy.png. Runs resume:
 finished results are skipped, an interrupted evaluation continues from its checkpoint.
 
@@ -57,6 +57,8 @@ def run(method: str, args, limit: int | None, timesteps: list[int], tag: str) ->
 
 
 def summarize(args, methods: list[str]) -> None:
+    """Table, plot and summary.json of every finished result in --out (this run's methods and earlier ones)."""
+    methods = list(dict.fromkeys(METHODS + methods))
     out, curves, ann, rows = Path(args.out), {}, None, {}
     for tag, label in (("", "{method}"), ("full10k_", "{method}, all 10,000 test images")):
         for method in methods:
@@ -129,7 +131,9 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=2000, help="class-balanced test subset")
     parser.add_argument("--calib", type=int, default=512)
     parser.add_argument("--calib-timesteps", type=int, default=ConversionOptions.calibration_timesteps)
-    parser.add_argument("--full", action="store_true", help="also auto on all 10,000 test images at T <= 64")
+    parser.add_argument("--full", nargs="?", const="auto", default="",
+                        help="also these methods (comma-separated; bare --full: auto) on all 10,000 test images "
+                             "at T <= 64")
     parser.add_argument("--mean", default=",".join(map(str, MEAN)), help="input normalization mean")
     parser.add_argument("--std", default=",".join(map(str, STD)), help="input normalization std")
     parser.add_argument("--timesteps", default=",".join(map(str, TIMESTEPS)))
@@ -149,12 +153,13 @@ def main() -> int:
         random_nets(args, methods)
         return 0
     ordered = (["auto"] if "auto" in methods else []) + [m for m in methods if m != "auto"]
-    if args.full and "auto" in methods:  # the headline figure first: auto on all 10,000 test images
-        run("auto", args, None, FULL_TIMESTEPS, tag="full10k_")
-        summarize(args, methods)
+    full = [m.strip() for m in args.full.split(",") if m.strip()]
     for method in ordered:
         run(method, args, args.limit, timesteps, tag="")
         summarize(args, methods)
+        if method in full:
+            run(method, args, None, FULL_TIMESTEPS, tag="full10k_")
+            summarize(args, methods)
     return 0
 
 

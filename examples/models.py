@@ -35,7 +35,7 @@ def vgg5(classes: int = 10, width: int = 4096, dropout: float = 0.2) -> nn.Modul
     def conv(cin, cout):
         return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.ReLU(inplace=True), nn.Dropout(dropout)]
 
-    return nn.Sequential(
+    model = nn.Sequential(
         *conv(3, 64), nn.AvgPool2d(2),                # 16x16
         *conv(64, 128), *conv(128, 128), nn.AvgPool2d(2),  # 8x8
         nn.Flatten(),
@@ -43,6 +43,12 @@ def vgg5(classes: int = 10, width: int = 4096, dropout: float = 0.2) -> nn.Modul
         nn.Linear(width, width, bias=False), nn.ReLU(inplace=True), nn.Dropout(0.5),
         nn.Linear(width, classes, bias=False),
     )
+    # Without BatchNorm or biases, PyTorch's default init shrinks the signal layer by layer and the
+    # loss sits at ln(10) for hundreds of steps; He init keeps each ReLU layer's variance.
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    return model
 
 
 VGG16_LAYOUT = [64, 64, "P", 128, 128, "P", 256, 256, 256, "P", 512, 512, 512, "P", 512, 512, 512, "P"]

@@ -17,7 +17,7 @@ import onnx_graphsurgeon as gs
 from ...ops import NodeInfo
 from ...ops.synaptic import Conv
 from .common import (live_nodes, new_name, bypass, channel_shape, const_value, only_reader, per_channel, rank_of, readers,
-                     refresh_shapes, remove_node, variable_and_constant)
+                     refresh_shapes, remove_node, rewrite_until_stable, variable_and_constant)
 
 AFFINE_OPS = ("Add", "Sub", "Mul", "Div")
 
@@ -123,18 +123,16 @@ def _fold_into_producer(graph: gs.Graph, producer: gs.Node, gain: np.ndarray, sh
 
 def fold_affine_into_producer(graph: gs.Graph, notes: list[str]) -> None:
     """``Conv/Gemm -> affine`` becomes one Conv/Gemm, when the layer's output has no other reader."""
-    refresh_shapes(graph)
-    changed = True
-    while changed:
-        changed = False
-        for node in live_nodes(graph):
-            affine = as_affine(node)
-            if affine is None or not affine.data.inputs or only_reader(affine.data, graph) is not node:
-                continue
-            if _fold_into_producer(graph, affine.data.inputs[0], affine.scale, affine.shift):
-                bypass(graph, node, affine.data)
-                changed = True
-    graph.cleanup().toposort()
+    def fold(node: gs.Node) -> bool:
+        affine = as_affine(node)
+        if affine is None or not affine.data.inputs or only_reader(affine.data, graph) is not node:
+            return False
+        if not _fold_into_producer(graph, affine.data.inputs[0], affine.scale, affine.shift):
+            return False
+        bypass(graph, node, affine.data)
+        return True
+
+    rewrite_until_stable(graph, fold)
 
 
 # -- folding into the layer after --------------------------------------------------------------
@@ -222,29 +220,24 @@ def fold_affine_into_consumer(graph: gs.Graph, notes: list[str]) -> None:
     Zero padding is exact: the padded border of the original input is zero *after* the affine,
     so a shift that meets padding becomes a bias map rather than a per-channel bias.
     """
-    refresh_shapes(graph)
-    changed = True
-    while changed:
-        changed = False
-        for node in live_nodes(graph):
-            affine = as_affine(node)
-            if affine is None:
-                continue
-            consumers = readers(node.outputs[0], graph)
-            if not consumers or any(c.op not in ("Conv", "Gemm") for c in consumers):
-                continue
-            if not all(_foldable_consumer(c, affine) for c in consumers):
-                continue
-            for consumer in consumers:
-                if consumer.op == "Conv":
-                    _fold_into_conv(consumer, affine, graph)
-                else:
-                    _fold_into_gemm(consumer, affine, graph)
-            remove_node(graph, node)
-            changed = True
-        if changed:
-            graph.cleanup()
-            refresh_shapes(graph)
+    def fold(node: gs.Node) -> bool:
+        affine = as_affine(node)
+        if affine is None:
+            return False
+        consumers = readers(node.outputs[0], graph)
+        if not consumers or any(c.op not in ("Conv", "Gemm") for c in consumers):
+            return False
+        if not all(_foldable_consumer(c, affine) for c in consumers):
+            return False
+        for consumer in consumers:
+            if consumer.op == "Conv":
+                _fold_into_conv(consumer, affine, graph)
+            else:
+                _fold_into_gemm(consumer, affine, graph)
+        remove_node(graph, node)
+        return True
+
+    rewrite_until_stable(graph, fold)
 
 
 def _foldable_consumer(consumer: gs.Node, affine: Affine) -> bool:

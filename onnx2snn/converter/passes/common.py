@@ -1,6 +1,8 @@
 """Helpers shared by the passes: shapes, per-channel constants and small graph edits."""
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
@@ -74,6 +76,20 @@ def readers(tensor: gs.Tensor, graph: gs.Graph) -> list[gs.Node] | None:
 def live_nodes(graph: gs.Graph) -> list[gs.Node]:
     """A snapshot of the nodes still attached (passes detach nodes; ``cleanup`` drops them later)."""
     return [node for node in graph.nodes if node.outputs]
+
+
+def rewrite_until_stable(graph: gs.Graph, rewrite_node: Callable[[gs.Node], bool]) -> None:
+    """Sweep the graph's nodes with ``rewrite_node`` (True when it changed the graph) until a whole
+    sweep changes nothing. Shapes are refreshed before each sweep because a rewrite can create
+    tensors without them; one rewrite often enables the next (a chain of affines folds one at a time)."""
+    changed = True
+    while changed:
+        refresh_shapes(graph)
+        changed = False
+        for node in live_nodes(graph):
+            if node.outputs:  # not detached earlier in this sweep
+                changed |= bool(rewrite_node(node))
+        graph.cleanup().toposort()
 
 
 def remove_node(graph: gs.Graph, node: gs.Node) -> None:

@@ -11,7 +11,8 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from .affine import AFFINE_OPS
-from .common import live_nodes, new_name, const_value, only_reader, rank_of, readers, refresh_shapes, remove_node, variable_and_constant
+from .common import (const_value, live_nodes, new_name, only_reader, rank_of, readers, refresh_shapes, remove_node,
+                     rewrite_until_stable, variable_and_constant)
 
 # Ops that act elementwise, so a Transpose commutes with them.
 _UNARY = ("Relu", "Clip", "Identity", "Neg")
@@ -59,24 +60,18 @@ def matmul_add_to_gemm(graph: gs.Graph, notes: list[str]) -> None:
 
 def cancel_transposes(graph: gs.Graph, notes: list[str]) -> None:
     """Push each Transpose down through elementwise ops; drop it where it meets its inverse."""
-    refresh_shapes(graph)
-    changed = True
-    while changed:
-        changed = False
-        for node in live_nodes(graph):
-            if node.op != "Transpose" or not node.inputs:
-                continue
-            rank = rank_of(node.inputs[0]) or rank_of(node.outputs[0])
-            perm = _perm(node, rank)
-            reader = only_reader(node.outputs[0], graph) if perm is not None else None
-            if reader is None:
-                continue
-            if reader.op == "Transpose":
-                changed |= _merge(graph, node, reader, perm)
-            elif _commutes(reader, node.outputs[0]):
-                changed |= _swap(graph, node, reader, perm)
-        if changed:
-            graph.cleanup().toposort()
+    def push_down(node: gs.Node) -> bool:
+        if node.op != "Transpose" or not node.inputs:
+            return False
+        perm = _perm(node, rank_of(node.inputs[0]) or rank_of(node.outputs[0]))
+        reader = only_reader(node.outputs[0], graph) if perm is not None else None
+        if reader is None:
+            return False
+        if reader.op == "Transpose":
+            return _merge(graph, node, reader, perm)
+        return _commutes(reader, node.outputs[0]) and _swap(graph, node, reader, perm)
+
+    rewrite_until_stable(graph, push_down)
 
 
 def _merge(graph: gs.Graph, first: gs.Node, second: gs.Node, perm: list[int]) -> bool:
@@ -134,13 +129,7 @@ def _swap(graph: gs.Graph, transpose: gs.Node, reader: gs.Node, perm: list[int])
 def sink_affine_through_transpose(graph: gs.Graph, notes: list[str]) -> None:
     """``x -> (Sub|Div|Mul|Add const) -> Transpose -> Conv``: the Transpose moves first, so the
     affine (often input preprocessing in NHWC) sits right before the Conv and folds into it."""
-    changed = True
-    while changed:  # a chain (Sub then Mul) moves one affine at a time
-        changed = False
-        refresh_shapes(graph)
-        for node in live_nodes(graph):
-            changed |= _sink_one(graph, node)
-    graph.cleanup().toposort()
+    rewrite_until_stable(graph, lambda node: _sink_one(graph, node))  # a Sub-then-Mul chain moves one at a time
 
 
 def _sink_one(graph: gs.Graph, node: gs.Node) -> bool:
