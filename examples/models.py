@@ -68,7 +68,19 @@ def vgg16(classes: int = 10) -> nn.Module:
     return nn.Sequential(*layers)
 
 
-MODELS = {"small_cnn": small_cnn, "vgg5": vgg5, "vgg16": vgg16}
+def vgg7_maxpool(classes: int = 10) -> nn.Module:
+    """A small VGG with *max* pooling (conv32x2 - max - conv64x2 - max - conv128x2 - max - linear;
+    ~290k parameters, ~39M multiply-adds): a model that `auto` was not tuned on, whose max pools
+    become spiking max-pool gates in the SNN."""
+    layers: list[nn.Module] = []
+    channels = 3
+    for width in (32, 64, 128):
+        layers += conv_bn_relu(channels, width) + conv_bn_relu(width, width) + [nn.MaxPool2d(2)]
+        channels = width
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(128 * 4 * 4, classes))
+
+
+MODELS = {"small_cnn": small_cnn, "vgg5": vgg5, "vgg7_maxpool": vgg7_maxpool, "vgg16": vgg16}
 
 
 def build(name: str, **kwargs) -> nn.Module:

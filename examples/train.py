@@ -168,7 +168,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-DEFAULT_LR = {"small_cnn": 0.2, "vgg5": 0.05, "vgg16": 0.1}
+DEFAULT_LR = {"small_cnn": 0.2, "vgg5": 0.05, "vgg7_maxpool": 0.1, "vgg16": 0.1}
 
 
 def main(argv=None) -> dict:

@@ -95,10 +95,11 @@ def test_one_cycle_schedule_rises_then_falls():
 
 def test_reference_models_build_with_the_documented_shapes():
     x = torch.zeros(2, 3, 32, 32)
-    for name, kwargs in (("small_cnn", {}), ("vgg5", {"width": 64}), ("vgg16", {})):
+    for name, kwargs in (("small_cnn", {}), ("vgg5", {"width": 64}), ("vgg7_maxpool", {}), ("vgg16", {})):
         net = models.build(name, **kwargs).eval()
         assert net(x).shape == (2, 10)
-        assert not any(isinstance(m, torch.nn.MaxPool2d) for m in net.modules())
+        # the reference models pool by averaging; vgg7_maxpool exists to test max pooling
+        assert any(isinstance(m, torch.nn.MaxPool2d) for m in net.modules()) == (name == "vgg7_maxpool")
     vgg5 = models.vgg5()
     assert all(getattr(m, "bias", None) is None for m in vgg5.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
     assert [m.out_features for m in vgg5.modules() if isinstance(m, torch.nn.Linear)] == [4096, 4096, 10]
