@@ -152,8 +152,9 @@ def main() -> int:
     if args.random_nets:
         random_nets(args, methods)
         return 0
-    ordered = (["auto"] if "auto" in methods else []) + [m for m in methods if m != "auto"]
     full = [m.strip() for m in args.full.split(",") if m.strip()]
+    methods += [m for m in full if m not in methods]  # a --full method is also run on the subset
+    ordered = (["auto"] if "auto" in methods else []) + [m for m in methods if m != "auto"]
     for method in ordered:
         run(method, args, args.limit, timesteps, tag="")
         summarize(args, methods)
