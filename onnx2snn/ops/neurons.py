@@ -18,45 +18,81 @@ RESET_MODES = ("subtract", "zero")
 
 def if_step(x: torch.Tensor, v: torch.Tensor, threshold: torch.Tensor,
             reset: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """One timestep of an IF neuron.
+    """One timestep of an IF neuron (a functional wrapper of ``neuron_scan``).
 
         v[t] = v[t-1] + x[t]
         s[t] = 1 if v[t] >= threshold else 0
         subtract ("soft reset"):  v[t] <- v[t] - s[t] * threshold
         zero     ("hard reset"):  v[t] <- v[t] * (1 - s[t])
 
-    Returns ``(spikes, v)`` with spikes in {0, 1} of the input's dtype.
+    Returns ``(spikes, v)`` with spikes in {0, 1} of the input's dtype; ``v`` is not modified.
     """
-    v = v + x
-    spikes = (v >= threshold).to(x.dtype)
-    if reset == "subtract":
-        v = v - spikes * threshold
-    else:
-        v = v * (1.0 - spikes)
-    return spikes, v
+    spikes, v, _ = neuron_scan(x.unsqueeze(0), v.clone(), threshold, reset=reset)
+    return spikes[0], v
 
 
 def signed_burst_step(x: torch.Tensor, v: torch.Tensor, count: torch.Tensor, threshold: torch.Tensor,
                       signed: bool, burst: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One timestep of the extended IF neuron (soft reset only); all tensors already broadcast.
+    """One timestep of the extended IF neuron (soft reset only); see ``neuron_scan``.
 
-        v[t] = v[t-1] + x[t]
+    Returns ``(k, v, count)``: the signed spike count of the step (in the input's dtype).
+    ``v`` and ``count`` are not modified.
+    """
+    spikes, v, count = neuron_scan(x.unsqueeze(0), v.clone(), threshold, signed=signed, burst=burst,
+                                   count=count.clone())
+    return spikes[0], v, count
+
+
+def neuron_scan(current: torch.Tensor, v: torch.Tensor, threshold: torch.Tensor, *, reset: str = "subtract",
+                bias: torch.Tensor | None = None, signed: bool = False, burst: int = 1,
+                count: torch.Tensor | None = None, out: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``T`` timesteps of the IF neuron on the currents ``current[T, ...]``: the one implementation
+    of the neuron dynamics that the runtime, the calibration methods and SpikeNorm all call.
+
+    Per step t (``threshold`` and ``bias`` broadcast against ``current[t]``):
+
+        v <- v + x[t] (+ bias)
+        binary:  k = 1 if v >= threshold else 0
+                 subtract ("soft reset"): v <- v - k * threshold;  zero ("hard reset"): v <- v * (1 - k)
         burst (Li & Zeng 2022): k = clamp(floor(v / threshold), 0, burst) spikes in one step
         signed (Wang et al. 2022, "signed neuron with memory"): if no positive spike fires,
             v < 0 and the neuron has fired net positive before, it fires
             k = -min(count, burst, ceil(-v / threshold)) negative spikes, undoing earlier ones
-        v <- v - k * threshold;  count <- count + k
+        (burst/signed use reset by subtraction:) v <- v - k * threshold;  count <- count + k
 
-    Returns ``(k, v, count)``: the signed spike count of the step (in the input's dtype).
+    ``v`` (and ``count``, needed for signed spikes) are updated in place and returned. ``out``
+    (``[T, ...]``, any dtype) receives each step's signed spike count k; without it a new tensor
+    of the current's dtype is returned.
     """
-    v = v + x
-    k = torch.clamp(torch.floor(v / threshold), 0, burst)
-    if signed:
-        undo = torch.minimum(torch.clamp(torch.ceil(-v / threshold), 0, burst), count)
-        k = torch.where(v < 0, -undo, k)
-        count = count + k
-    v = v - k * threshold
-    return k, v, count
+    extended = signed or burst > 1
+    if extended and reset != "subtract":
+        raise ValueError("signed and burst spikes need reset 'subtract'")
+    if signed and count is None:
+        count = torch.zeros_like(v)
+    if out is None:
+        out = torch.empty(current.shape[:1] + torch.broadcast_shapes(current.shape[1:], v.shape),
+                          dtype=current.dtype, device=current.device)
+    for t in range(current.shape[0]):
+        v.add_(current[t])
+        if bias is not None:
+            v.add_(bias)
+        if extended:
+            k = torch.clamp(torch.floor(v / threshold), 0, burst)
+            if signed:
+                undo = torch.minimum(torch.clamp(torch.ceil(-v / threshold), 0, burst), count)
+                k = torch.where(v < 0, -undo, k)
+                count.add_(k)
+            v.sub_(k * threshold)
+        else:
+            fired = v >= threshold
+            k = fired.to(v.dtype)
+            if reset == "subtract":
+                v.addcmul_(k, threshold, value=-1.0) if torch.is_tensor(threshold) else v.sub_(k * threshold)
+            else:
+                v.masked_fill_(fired, 0.0)
+        out[t] = k
+    return out, v, count
 
 
 def channel_view(values: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -131,15 +167,19 @@ class IF(StatefulOp):
         return float((out.abs() / channel_view(self.threshold, out.ndim)).round().sum())
 
     def step(self, v, x):
+        spikes, v = self.scan(v, x.unsqueeze(0))
+        return spikes[0], v
+
+    def scan(self, state, currents: torch.Tensor):
+        """``T`` steps at once on ``currents[T, N, ...]``: ``(outputs[T, N, ...], state)``; the state
+        (``v``, or ``(v, count)`` for signed/burst neurons) is updated in place."""
+        x = currents[0]
         threshold = channel_view(self.threshold, x.ndim)
-        if self.has_bias:
-            x = x + channel_view(self.bias, x.ndim)
-        if self.extended:
-            v, count = (torch.zeros_like(x) + channel_view(self.v_init, x.ndim), torch.zeros_like(x)) \
-                if v is None else v
-            spikes, v, count = signed_burst_step(x, v, count, threshold, self.signed, self.burst)
-            return spikes * threshold, (v, count)
-        if v is None:
+        if state is None:
             v = torch.zeros_like(x) + channel_view(self.v_init, x.ndim)
-        spikes, v = if_step(x, v, threshold, self.reset)
-        return spikes * threshold, v
+            state = (v, torch.zeros_like(x)) if self.extended else v
+        v, count = state if self.extended else (state, None)
+        spikes, v, count = neuron_scan(currents, v, threshold, reset=self.reset,
+                                       bias=channel_view(self.bias, x.ndim) if self.has_bias else None,
+                                       signed=self.signed, burst=self.burst, count=count)
+        return spikes * threshold, ((v, count) if self.extended else v)
