@@ -18,11 +18,9 @@ from pathlib import Path
 
 import torch
 
-from onnx2snn._atomic import atomic_write_text
-from onnx2snn.cli.shared_assets import cifar10_dir, shared_dir
-from onnx2snn.converter.convert import ConversionOptions, convert
-from onnx2snn.data import parse_floats
-from onnx2snn.evaluate import evaluate
+from onnx2snn import ConversionOptions, SpikingNetwork, convert, convert_model, evaluate
+from onnx2snn.atomic import atomic_write_text
+from onnx2snn.data import cifar10_dir, parse_floats, shared_dir
 from onnx2snn.report import markdown_table, plot_accuracy
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -92,9 +90,6 @@ def random_nets(args, methods: list[str]) -> None:
     SNN's class matches the ANN's, and the output error relative to the ANN output's variance."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from torch_models import ARCHITECTURES, build, export
-
-    from onnx2snn.converter.convert import convert_model
-    from onnx2snn.runtime.network import SpikingNetwork
 
     steps = [int(t) for t in args.timesteps.split(",")]
     generator = torch.Generator().manual_seed(0)

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from onnx2snn._atomic import atomic_write_text
-from onnx2snn.cli.shared_assets import cifar10_dir, shared_dir
-from onnx2snn.converter.convert import ConversionOptions, convert
-from onnx2snn.evaluate import evaluate
+from onnx2snn import (ConversionOptions, SpikingNetwork, ann_predictions, convert, evaluate, load_model, load_split,
+                      normalize, to_tensor)
+from onnx2snn.atomic import atomic_write_text
+from onnx2snn.data import cifar10_dir, shared_dir
 from onnx2snn.report import markdown_table, plot_accuracy
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -49,16 +49,9 @@ def run(reset: str, method: str, limit: int | None, tag: str) -> dict:
 
 def ann_full_test() -> dict:
     """The ANN alone (onnxruntime) on the whole test split: the figure the SNN is compared with."""
-    from onnx2snn.data import load_split, to_tensor
-    from onnx2snn.evaluate import ann_predictions
-
     path = OUT / "ann_full_test.json"
     if path.is_file():
         return json.loads(path.read_text())
-    from onnx2snn.converter.normalize import normalize
-    from onnx2snn.onnx_io import load_model
-    from onnx2snn.runtime.network import SpikingNetwork
-
     ann = shared_dir() / "models" / "resnet20_cifar10.onnx"
     images = load_split(cifar10_dir(), "test")
     x = to_tensor(images.images, MEAN, STD)

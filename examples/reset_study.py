@@ -13,6 +13,7 @@ interrupted sweep resumes where it stopped.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -20,13 +21,11 @@ from pathlib import Path
 
 import torch
 
-from onnx2snn._atomic import atomic_write_text
-from onnx2snn.converter.convert import ConversionOptions, convert_model
-from onnx2snn.data import load_split, parse_floats, to_tensor
-from onnx2snn.evaluate import ann_predictions
-from onnx2snn.onnx_io import load_model, sha256_file
+from onnx2snn import (ConversionOptions, SpikingNetwork, ann_predictions, convert_model, input_normalization,
+                      load_model, load_split, to_tensor)
+from onnx2snn.atomic import atomic_write_text
+from onnx2snn.dialect import metadata, sha256_file
 from onnx2snn.report import markdown_table, plot_accuracy, save_figure
-from onnx2snn.runtime.network import SpikingNetwork
 
 RESET_LABELS = {"subtract": "soft", "zero": "hard"}
 WITHIN = 0.01  # "near-lossless": within 1 percentage point of the ANN
@@ -43,12 +42,7 @@ def lowest_t_within(curve: dict[int, float], ann: float, margin: float = WITHIN)
 
 
 def stored_normalization(model, mean, std) -> tuple[list[float], list[float]]:
-    props = {p.key: p.value for p in model.metadata_props}
-    mean = parse_floats(mean, "--mean") if mean else parse_floats(props.get("onnx2snn.input_mean", ""), "mean")
-    std = parse_floats(std, "--std") if std else parse_floats(props.get("onnx2snn.input_std", ""), "std")
-    if not mean or not std:
-        raise SystemExit("the model stores no onnx2snn.input_mean/std; give --mean and --std")
-    return mean, std
+    return input_normalization(metadata(model), mean or None, std or None)
 
 
 def simulate(network: SpikingNetwork, x: torch.Tensor, labels: torch.Tensor, timesteps: list[int],
@@ -97,17 +91,15 @@ def run_study(ann_path: Path, name: str, data: Path, out: Path, limit: int, cali
             network = SpikingNetwork(conversion.model).eval()
             # v_init scales with the threshold so that methods with a non-zero initial potential
             # (e.g. +vhalf) keep it at the same fraction of the threshold.
-            base = {n: (layer.threshold.clone(), layer.v_init.clone()) for n, layer in network.neurons().items()}
             print(f"  converted ({RESET_LABELS[reset]} reset, {method}) in {time.time() - started:.0f} s")
             for scale in wanted:
                 label = config_label(reset, method, scale)
                 if label in done:
                     continue
                 started = time.time()
-                for neuron_name, layer in network.neurons().items():
-                    threshold, v_init = base[neuron_name]
-                    layer.set_threshold(threshold.numpy() * scale)
-                    layer.set_v_init(v_init.numpy() * scale)
+                network.configure_neurons({
+                    name: dataclasses.replace(values, threshold=values.threshold * scale, v_init=values.v_init * scale)
+                    for name, values in conversion.neurons.items()})
                 curve = simulate(network, x, labels, timesteps, batch_size)
                 done[label] = {"reset": reset, "method": method, "scale": scale,
                                "accuracy": {str(t): a for t, a in curve.items()},

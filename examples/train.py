@@ -30,10 +30,9 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from models import MODELS, build, parameter_count  # noqa: E402
 
-from onnx2snn._atomic import atomic_open, atomic_write_bytes, atomic_write_text  # noqa: E402
-from onnx2snn.cli.shared_assets import cache_dir  # noqa: E402
-from onnx2snn.data import load_split, to_tensor  # noqa: E402
-from onnx2snn.onnx_io import save_model  # noqa: E402
+from onnx2snn import METADATA, load_split, save_model, to_tensor  # noqa: E402
+from onnx2snn.atomic import atomic_open, atomic_write_bytes, atomic_write_text  # noqa: E402
+from onnx2snn.data import cache_dir  # noqa: E402
 
 # CIFAR-10's per-channel statistics of the train split; stored in the exported model.
 MEAN = (0.4914, 0.4822, 0.4465)
@@ -129,8 +128,8 @@ def export_onnx(model: nn.Module, path: Path, metadata: dict[str, str]) -> None:
                           output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
     exported = onnx.load_from_string(buffer.getvalue())
     onnx.helper.set_model_props(exported, {
-        "onnx2snn.input_mean": ",".join(f"{v:g}" for v in MEAN),
-        "onnx2snn.input_std": ",".join(f"{v:g}" for v in STD),
+        METADATA.input_mean: ",".join(f"{v:g}" for v in MEAN),
+        METADATA.input_std: ",".join(f"{v:g}" for v in STD),
         **metadata})
     save_model(exported, path)
 

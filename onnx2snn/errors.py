@@ -3,12 +3,19 @@
 Every failure caused by the user's input (a file, an option, a data set) raises an
 ``Onnx2SnnError``; the CLI prints its message on one line and exits non-zero. Any other
 exception is a bug and keeps its traceback.
+
+An error about one argument of the Python API names it in ``parameter`` (``"max_memory"``,
+``"calibration_timesteps"``...) and its message spells that name; the CLI maps it to its flag.
 """
 from __future__ import annotations
 
 
 class Onnx2SnnError(Exception):
     """Base class: something about the input is wrong, and the message says what."""
+
+    def __init__(self, message: str = "", parameter: str | None = None):
+        super().__init__(message)
+        self.parameter = parameter
 
 
 class InvalidModelError(Onnx2SnnError):
@@ -26,6 +33,10 @@ class UnsupportedOpError(InvalidModelError):
             message += f"; {detail}"
         message += f". Supported ops: {', '.join(supported)}"
         super().__init__(message)
+
+
+class DialectVersionError(InvalidModelError):
+    """A spiking file written by a newer onnx2snn, in a dialect version this release cannot read."""
 
 
 class DataError(Onnx2SnnError):

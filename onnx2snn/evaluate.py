@@ -13,14 +13,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import torch
+from tqdm import tqdm
 
-from ._atomic import atomic_write_text
-from .data import load_split, parse_floats, to_tensor
+from .atomic import atomic_write_text
+from .data import input_normalization, load_split, to_tensor
+from .dialect import METADATA, read_spiking, sha256_file
 from .errors import ConfigError, InvalidModelError
-from .onnx_io import load_model, sha256_file
 from .resources import evaluation_batch_size
-from .runtime import load
+from .runtime import SpikingNetwork
+from .runtime.timesteps import timestep_list
 
 DEFAULT_TIMESTEPS = (16, 32, 64, 128, 256)
 
@@ -47,12 +50,10 @@ class Evaluation:
 
 def ann_predictions(ann_path: str | os.PathLike, x: np.ndarray, batch_size: int = 500) -> np.ndarray:
     """Class predictions of the original ANN with onnxruntime."""
-    import onnxruntime as ort
-
     try:
         session = ort.InferenceSession(os.fspath(ann_path), providers=ort.get_available_providers())
     except Exception as error:  # onnxruntime raises its own exception types
-        raise InvalidModelError(f"{ann_path}: onnxruntime cannot load the ANN ({error})") from None
+        raise InvalidModelError(f"{ann_path}: onnxruntime cannot load the ANN ({error})") from error
     feed = session.get_inputs()[0]
     fixed = feed.shape[0] if isinstance(feed.shape[0], int) and feed.shape[0] > 0 else None
     size = fixed or batch_size
@@ -66,43 +67,35 @@ def ann_predictions(ann_path: str | os.PathLike, x: np.ndarray, batch_size: int 
     return np.concatenate(predictions)
 
 
-def _normalization(network_metadata: dict, mean, std) -> tuple[list[float], list[float]]:
-    mean = parse_floats(mean, "--mean") if mean is not None else None
-    std = parse_floats(std, "--std") if std is not None else None
-    mean = mean or parse_floats(network_metadata.get("onnx2snn.input_mean", ""), "stored mean")
-    std = std or parse_floats(network_metadata.get("onnx2snn.input_std", ""), "stored std")
-    if not mean or not std:
-        raise ConfigError("the model stores no input normalization; give --mean and --std")
-    return mean, std
-
-
 def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = "test",
              timesteps: Sequence[int] = DEFAULT_TIMESTEPS, limit: int | None = None,
              ann_path: str | os.PathLike | None = None, device: str = "cpu", batch_size: int = 250,
              mean=None, std=None, checkpoint: str | os.PathLike | None = None,
              count_spikes: bool = False, progress: bool = False,
              max_memory: int | str | None = None) -> Evaluation:
-    """Evaluate a spiking ONNX model; one simulation to max(timesteps) per batch."""
-    timesteps = sorted({int(t) for t in timesteps})
-    if not timesteps or timesteps[0] < 1:
-        raise ConfigError("-T needs positive timesteps")
+    """Evaluate a spiking ONNX file; one simulation to max(timesteps) per batch.
+
+    ``mean``/``std`` override the input normalization the file stores. An ANN file is refused
+    (convert it first)."""
+    timesteps = timestep_list(timesteps)
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for, but torch sees no CUDA device")
+        raise ConfigError("device cuda was asked for, but torch sees no CUDA device", parameter="device")
     started = time.time()
-    network = load(snn_path).to(device).eval()
+    model = read_spiking(snn_path)
+    network = SpikingNetwork(model).to(device).eval()
     fast_layout = torch.channels_last  # ~15% faster convolutions on CPU for spike tensors
     network.to(memory_format=fast_layout)
-    mean, std = _normalization(network.metadata, mean, std)
+    mean, std = input_normalization(network.metadata, mean, std)
     images = load_split(data, split, limit=limit)
     x = to_tensor(images.images, mean, std)
     labels = torch.from_numpy(images.labels)
-    batch_size = evaluation_batch_size(load_model(snn_path), network, x, batch_size, max_memory,
+    batch_size = evaluation_batch_size(model, network, x, batch_size, max_memory,
                                        classes=len(images.classes))  # memory budget, trial run
     settings = {"model": os.path.basename(os.fspath(snn_path)), "model_sha256": sha256_file(snn_path),
                 "data": images.source, "split": split, "limit": limit, "timesteps": timesteps,
                 "batch_size": batch_size, "device": device,
-                "threshold_method": network.metadata.get("onnx2snn.threshold_method"),
-                "reset": network.metadata.get("onnx2snn.reset")}
+                "threshold_method": network.metadata.get(METADATA.threshold_method),
+                "reset": network.metadata.get(METADATA.reset)}
 
     state = {"done": 0, "correct": {str(t): 0 for t in timesteps}, "spikes": 0.0}
     key = json.dumps({k: v for k, v in settings.items() if k != "device"}, sort_keys=True)
@@ -115,7 +108,6 @@ def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = 
             pass  # an unreadable checkpoint is ignored, never trusted
     iterator = range(state["done"], len(x), batch_size)
     if progress:
-        from tqdm import tqdm
         iterator = tqdm(iterator, desc="SNN", unit="batch", initial=state["done"] // batch_size,
                         total=-(-len(x) // batch_size))
     for start in iterator:

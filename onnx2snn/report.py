@@ -5,7 +5,7 @@ import io
 import os
 from collections.abc import Mapping
 
-from ._atomic import atomic_write_bytes
+from .atomic import atomic_write_bytes
 
 
 def markdown_table(curves: Mapping[str, Mapping[int, float]], ann: float | None) -> str:

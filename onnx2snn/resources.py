@@ -1,4 +1,5 @@
-"""Memory budget for calibration and evaluation, checked before anything large is allocated.
+"""Memory budget for evaluation (and, through ``converter/budget.py``, calibration), checked before
+anything large is allocated.
 
 The activation memory of one image comes from ONNX shape inference on the graph (each neuron
 counted as the ReLU it replaces), so an absurd graph is refused before torch allocates a byte.
@@ -10,50 +11,18 @@ The figures are estimates with a safety margin, not a guarantee from the allocat
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 import math
-import re
 
 import onnx
 import torch
 
+from .dialect import DOMAIN, as_standard_onnx
 from .errors import ConfigError, InvalidModelError, ResourceError
+from .sizes import format_bytes, parse_size
 
-log = logging.getLogger("onnx2snn")
-
-DEFAULT_MAX_MEMORY = 4 * 1024**3
-_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1024**2, "MB": 1024**2, "MIB": 1024**2,
-          "G": 1024**3, "GB": 1024**3, "GIB": 1024**3, "T": 1024**4, "TB": 1024**4, "TIB": 1024**4}
-SNN_DOMAIN = "onnx2snn"
-SPIKENORM_TIME_CHUNK = 16  # spikenorm.TIME_CHUNK: timesteps of one chunk are held at once
-PERCENTILE_SAMPLES = 1 << 23  # thresholds.MAX_PERCENTILE_SAMPLES: float32 samples kept per layer
-
-
-def parse_size(text: str | int | None) -> int:
-    """``"4GB"``, ``"512MiB"``, ``"1.5G"`` or a number of bytes; binary units (1 GB = 2**30 bytes)."""
-    if text is None:
-        return DEFAULT_MAX_MEMORY
-    if isinstance(text, int) and not isinstance(text, bool):
-        value = text
-    else:
-        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z]*)\s*", str(text))
-        unit = match.group(2).upper() if match else None
-        if not match or unit not in _UNITS:
-            raise ConfigError(f"--max-memory must be a size such as 4GB or 512MB, not {text!r}")
-        value = int(float(match.group(1)) * _UNITS[unit])
-    if value <= 0:
-        raise ConfigError(f"--max-memory must be positive, not {text!r}")
-    return value
-
-
-def format_bytes(size: int | float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(size) < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} PiB"  # pragma: no cover
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -86,14 +55,8 @@ def check_input_shape(model: onnx.ModelProto, image_shape: tuple[int, ...]) -> N
 
 def _as_relu_graph(model: onnx.ModelProto, image_shape: tuple[int, ...]) -> onnx.ModelProto:
     """A copy that standard shape inference understands: neurons become ReLUs, batch is 1."""
-    probe = copy.deepcopy(model)
+    probe = as_standard_onnx(model)
     graph = probe.graph
-    for node in graph.node:
-        if node.domain == SNN_DOMAIN:
-            del node.input[1:]
-            del node.output[1:]
-            del node.attribute[:]
-            node.op_type, node.domain = "Relu", ""
     initializers = {init.name for init in graph.initializer}
     for value in graph.input:
         if value.name not in initializers:
@@ -120,7 +83,7 @@ def estimate_sizes(model: onnx.ModelProto, image_shape: tuple[int, ...]) -> Acti
             shapes[value.name] = math.prod(dims)
     sizes = [shapes.get(out, 0) * 4 for node in model.graph.node for out in node.output]
     sizes.append(math.prod(image_shape) * 4)
-    neurons = [shapes.get(node.output[0], 0) for node in model.graph.node if node.domain == SNN_DOMAIN]
+    neurons = [shapes.get(node.output[0], 0) for node in model.graph.node if node.domain == DOMAIN and node.op_type == "IF"]
     return ActivationSizes(sum(sizes), max(sizes), neurons)
 
 
@@ -135,7 +98,7 @@ def trial_run(network, sample: torch.Tensor) -> ActivationSizes:
     except (RuntimeError, ValueError, IndexError) as error:  # torch's shape errors ("dimension out of range")
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise InvalidModelError(f"the graph fails on one input image [1, {', '.join(map(str, sample.shape[1:]))}] "
-                                f"({type(error).__name__}: {first})") from None
+                                f"({type(error).__name__}: {first})") from error
     out = env[network.output_name]
     if out.ndim != 2 or out.shape[0] != 1:
         raise InvalidModelError(f"the output {network.output_name!r} has shape {list(out.shape)} for one image; "
@@ -151,7 +114,7 @@ def measure(model: onnx.ModelProto, network, sample: torch.Tensor, max_memory: i
     estimate = estimate_sizes(model, tuple(sample.shape[1:]))
     if estimate.per_image > max_memory:
         raise ResourceError(f"one image needs about {format_bytes(estimate.per_image)} of activations, over "
-                            f"the memory budget of {format_bytes(max_memory)} (--max-memory)")
+                            f"the memory budget of {format_bytes(max_memory)} (max_memory)", parameter="max_memory")
     buffer = next(network.buffers(), None)
     measured = trial_run(network, sample[:1].to(buffer.device if buffer is not None else "cpu"))
     neurons = [max(a, b) for a, b in zip(measured.neurons, estimate.neurons)] or measured.neurons
@@ -159,37 +122,17 @@ def measure(model: onnx.ModelProto, network, sample: torch.Tensor, max_memory: i
                            neurons, measured.logits)
 
 
-def _fit(what: str, fixed: int, per_item: int, batch_size: int, max_memory: int) -> int:
+def fit_batch(what: str, fixed: int, per_item: int, batch_size: int, max_memory: int) -> int:
     if fixed + per_item > max_memory:
         raise ResourceError(
             f"{what} needs about {format_bytes(fixed + per_item)} even with batches of one image "
             f"({format_bytes(fixed)} kept for the whole run), over the memory budget of "
-            f"{format_bytes(max_memory)}; use fewer images or timesteps, or raise --max-memory")
+            f"{format_bytes(max_memory)}; use fewer images or timesteps, or raise max_memory", parameter="max_memory")
     fitted = max(1, min(batch_size, (max_memory - fixed) // max(1, per_item)))
     if fitted < batch_size:
         log.warning("%s: batch size lowered from %d to %d to stay within %s", what, batch_size, fitted,
                     format_bytes(max_memory))
     return int(fitted)
-
-
-def calibration_batch_size(model: onnx.ModelProto, network, calibration: torch.Tensor, method: str,
-                           timesteps: int, batch_size: int, max_memory: int | str | None) -> int:
-    """The batch size that keeps calibration within ``max_memory`` (raises when none does)."""
-    budget = parse_size(max_memory)
-    check_input_shape(model, tuple(calibration.shape[1:]))
-    sizes = measure(model, network, calibration[:1], budget)
-    images = len(calibration)
-    if str(method).startswith(("max", "percentile")):
-        fixed = 0
-        if str(method).startswith("percentile"):  # positive activations sampled per layer, then concatenated
-            kept = [min(n * images, PERCENTILE_SAMPLES) * 4 for n in sizes.neurons]
-            fixed = sum(kept) + max(kept, default=0)
-        per_image = 2 * sizes.per_image  # the pass plus the probe's copies
-    else:  # a simulation of the calibration set (SpikeNorm): spike trains stored for a few layers
-        largest_layers = sorted(sizes.neurons, reverse=True)[:3]
-        fixed = sum(largest_layers) * timesteps * images + sizes.per_image * images // 4
-        per_image = sizes.per_image + 4 * SPIKENORM_TIME_CHUNK * sizes.largest
-    return _fit("calibration", fixed, per_image, batch_size, budget)
 
 
 def evaluation_batch_size(model: onnx.ModelProto, network, x: torch.Tensor, batch_size: int,
@@ -203,12 +146,4 @@ def evaluation_batch_size(model: onnx.ModelProto, network, x: torch.Tensor, batc
     fixed = x.numel() * x.element_size()
     # static env + one step's env + membrane state of every neuron (+ temporaries)
     per_image = 2 * sizes.per_image + 8 * sum(sizes.neurons)
-    return _fit("evaluation", fixed, per_image, batch_size, budget)
-
-
-def fit_calibration(model: onnx.ModelProto, network, calibration: torch.Tensor, options):
-    """``options`` (a ConversionOptions) with the batch size lowered to fit ``options.max_memory``."""
-    batch_size = calibration_batch_size(model, network, calibration, str(options.threshold),
-                                        options.calibration_timesteps, options.batch_size,
-                                        getattr(options, "max_memory", None))
-    return dataclasses.replace(options, batch_size=batch_size)
+    return fit_batch("evaluation", fixed, per_image, batch_size, budget)

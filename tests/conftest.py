@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from onnx2snn.cli.shared_assets import shared_dir
+from onnx2snn.data import shared_dir
 
 RESNET20_MEAN = (0.485, 0.456, 0.406)
 RESNET20_STD = (0.229, 0.224, 0.225)

@@ -18,7 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 from helpers import small_cnn
 from onnx2snn.converter.convert import ConversionOptions, convert_model
 from onnx2snn.errors import Onnx2SnnError
-from onnx2snn.onnx_io import model_from_bytes
+from onnx2snn.dialect import model_from_bytes
 from onnx2snn.runtime.network import SpikingNetwork
 
 OP_TYPES = ["Relu", "Conv", "Gemm", "Add", "Mul", "AveragePool", "MaxPool", "Flatten", "Reshape", "Identity",

@@ -10,7 +10,8 @@ import torch
 
 from helpers import run_onnxruntime
 from onnx2snn.converter.normalize import normalize
-from onnx2snn.converter.thresholds import ThresholdMethod, compute_thresholds
+from onnx2snn.converter.methods.spec import ThresholdMethod
+from onnx2snn.converter.thresholds import compute_thresholds
 from onnx2snn.runtime.network import SpikingNetwork
 from torch_models import ARCHITECTURES, EXPORTERS, build, export
 
@@ -66,7 +67,8 @@ def test_every_exporter_gives_the_same_layers(arch):
 @pytest.mark.parametrize("arch", list(ARCHITECTURES))
 def test_snn_error_falls_with_timesteps(arch):
     network = SpikingNetwork(canonical(arch, "torchscript-13-nofold"))
-    compute_thresholds(network, torch.from_numpy(images(8, seed=2)), ThresholdMethod.parse("max"), timesteps=32)
+    network.configure_neurons(compute_thresholds(network, torch.from_numpy(images(8, seed=2)),
+                                                 ThresholdMethod.parse("max"), timesteps=32))
     x = images(2, seed=3)
     ann = reference(exported(arch, "torchscript-13-nofold"), x)
     simulation = network.simulate(torch.from_numpy(x), [8, 32, 128])

@@ -13,7 +13,7 @@ import onnx
 import pytest
 
 from hostile_cases import MEAN, STD, cnn, make_image_folder, single_thread  # noqa: F401 (autouse fixture)
-from onnx2snn._atomic import atomic_write_bytes, stale_temp_files
+from onnx2snn.atomic import atomic_write_bytes, stale_temp_files
 from onnx2snn.converter.convert import ConversionOptions, convert
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +31,7 @@ def test_kill_during_the_write_leaves_the_old_file_and_the_next_write_cleans_up(
     target.write_bytes(b"old complete file")
     child = (
         "import os, signal, sys\n"
-        "from onnx2snn._atomic import atomic_open\n"
+        "from onnx2snn.atomic import atomic_open\n"
         "with atomic_open(sys.argv[1]) as handle:\n"
         "    handle.write(b'new half'); handle.flush()\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
@@ -58,7 +58,7 @@ def test_a_live_writers_temp_file_is_not_touched(tmp_path):
 def test_an_exception_during_the_write_removes_the_temp_file(tmp_path):
     target = tmp_path / "out.onnx"
     with pytest.raises(RuntimeError):
-        from onnx2snn._atomic import atomic_open
+        from onnx2snn.atomic import atomic_open
         with atomic_open(target) as handle:
             handle.write(b"partial")
             raise RuntimeError("disk on fire")

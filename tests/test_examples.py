@@ -20,7 +20,7 @@ import reset_study  # noqa: E402
 import train  # noqa: E402
 
 from onnx2snn.converter.convert import ConversionOptions, convert_model  # noqa: E402
-from onnx2snn.onnx_io import load_model  # noqa: E402
+from onnx2snn.dialect import load_model  # noqa: E402
 from tests.helpers import run_onnxruntime  # noqa: E402
 
 

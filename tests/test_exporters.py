@@ -13,8 +13,9 @@ from torch import nn
 from conftest import RESNET20_MEAN, RESNET20_STD
 from helpers import run_onnxruntime
 from onnx2snn.converter.normalize import normalize
-from onnx2snn.converter.thresholds import ThresholdMethod, compute_thresholds
-from onnx2snn.onnx_io import load_model
+from onnx2snn.converter.methods.spec import ThresholdMethod
+from onnx2snn.converter.thresholds import compute_thresholds
+from onnx2snn.dialect import load_model
 from onnx2snn.runtime.network import SpikingNetwork
 from torch_models import export
 
@@ -154,7 +155,7 @@ def structure(model: onnx.ModelProto) -> list[str]:
 def neuron_thresholds(canonical: onnx.ModelProto, images: torch.Tensor) -> list[float]:
     network = SpikingNetwork(canonical)
     values = compute_thresholds(network, images, ThresholdMethod.parse("max"), timesteps=8)
-    return [float(values[name][0]) for name in network.neurons()]
+    return [float(values[name].threshold[0]) for name in network.neurons()]
 
 
 def test_resnet20_reexports_give_the_same_canonical_graph_and_thresholds(resnet20, cifar10, tmp_path):

@@ -15,7 +15,7 @@ from onnx2snn import errors
 from onnx2snn.cli.main import main
 from onnx2snn.converter.normalize import normalize
 from onnx2snn.converter.validate import validate_convertible
-from onnx2snn.onnx_io import load_model, parse_model
+from onnx2snn.dialect import load_model, parse_model
 
 
 @pytest.fixture(scope="module")
@@ -139,14 +139,14 @@ def test_cli_error_has_no_traceback_in_a_real_process(tmp_path):
 @pytest.mark.parametrize("text, expected", [("4GB", 4 * 1024**3), ("512MiB", 512 * 1024**2), ("1.5g", 3 * 1024**3 // 2),
                                             ("1000", 1000), (None, 4 * 1024**3), (2048, 2048)])
 def test_parse_size(text, expected):
-    from onnx2snn.resources import parse_size
+    from onnx2snn.sizes import parse_size
 
     assert parse_size(text) == expected
 
 
 @pytest.mark.parametrize("text", ["", "4 parsecs", "-1GB", "0", "GB"])
 def test_parse_size_refuses(text):
-    from onnx2snn.resources import parse_size
+    from onnx2snn.sizes import parse_size
 
     with pytest.raises(errors.ConfigError):
         parse_size(text)
@@ -157,7 +157,8 @@ def test_a_tight_budget_lowers_the_batch_and_keeps_the_result():
     import torch
 
     from onnx2snn.converter.convert import ConversionOptions, convert_model
-    from onnx2snn.resources import estimate_sizes, fit_calibration
+    from onnx2snn.converter.budget import fit_calibration
+    from onnx2snn.resources import estimate_sizes
     from onnx2snn.runtime.network import SpikingNetwork
 
     model, x = cnn(), torch.randn(40, 3, 8, 8, generator=torch.Generator().manual_seed(0))
@@ -165,7 +166,7 @@ def test_a_tight_budget_lowers_the_batch_and_keeps_the_result():
     budget = 2 * per_image * 5  # room for five images (the estimate counts each twice for max)
     canonical = normalize(model).model
     options = ConversionOptions(threshold="max", batch_size=40, max_memory=budget)
-    fitted = fit_calibration(canonical, SpikingNetwork(canonical), x, options)
+    fitted = fit_calibration(canonical, SpikingNetwork(canonical), x, options, options.validate())
     assert fitted.batch_size == 5
     small = convert_model(model, x, ConversionOptions(threshold="max", batch_size=40, max_memory=budget))
     large = convert_model(model, x, ConversionOptions(threshold="max", batch_size=40))

@@ -9,7 +9,7 @@ from onnx import helper
 from helpers import make_model, small_cnn, tensor
 from onnx2snn.converter.convert import ConversionOptions, convert_model
 from onnx2snn.converter.methods import calibrate as calibrate_module
-from onnx2snn.converter.thresholds import ThresholdMethod
+from onnx2snn.converter.methods.spec import ThresholdMethod
 from onnx2snn.errors import ConfigError
 from onnx2snn.ops.neurons import signed_burst_step
 from onnx2snn.runtime.network import SpikingNetwork

@@ -12,7 +12,8 @@ from onnx import TensorProto, helper
 from helpers import make_model, run_onnxruntime, tensor
 from onnx2snn.converter import passes
 from onnx2snn.converter.normalize import normalize
-from onnx2snn.converter.thresholds import ThresholdMethod, compute_thresholds
+from onnx2snn.converter.methods.spec import ThresholdMethod
+from onnx2snn.converter.thresholds import compute_thresholds
 from onnx2snn.runtime.network import SpikingNetwork
 
 R = np.random.default_rng(3)
@@ -174,6 +175,6 @@ def test_residual_threshold_sees_the_sum_of_both_branches():
 
     session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
     _, r2, c2, r1 = session.run(None, {"x": images})
-    assert thresholds["after_add"][0] == pytest.approx(r2.max(), rel=1e-5)
+    assert thresholds["after_add"].threshold[0] == pytest.approx(r2.max(), rel=1e-5)
     # Calibrating on the conv path alone (ignoring the shortcut) would give a very different value.
-    assert thresholds["after_add"][0] > 1.5 * np.maximum(c2, 0).max()
+    assert thresholds["after_add"].threshold[0] > 1.5 * np.maximum(c2, 0).max()

@@ -7,7 +7,8 @@ import torch
 
 from helpers import run_onnxruntime, small_cnn
 from onnx2snn.converter.normalize import normalize
-from onnx2snn.converter.thresholds import ThresholdMethod, compute_thresholds
+from onnx2snn.converter.methods.spec import ThresholdMethod
+from onnx2snn.converter.thresholds import compute_thresholds
 from onnx2snn.errors import ConfigError
 from onnx2snn.runtime.network import SpikingNetwork
 
@@ -35,7 +36,8 @@ def model_and_data(rng):
 
 def thresholds_for(model, x, method, timesteps=16):
     network = SpikingNetwork(normalize(model).model)
-    return compute_thresholds(network, torch.from_numpy(x), ThresholdMethod.parse(method), timesteps, batch_size=5)
+    parameters = compute_thresholds(network, torch.from_numpy(x), ThresholdMethod.parse(method), timesteps, batch_size=5)
+    return {name: values.threshold for name, values in parameters.items()}
 
 
 def test_max_is_the_largest_ann_activation(model_and_data):

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from onnx2snn.onnx_io import load_model
+from onnx2snn.dialect import load_model
 
 
 def _randomize_batchnorm(model: nn.Module, seed: int) -> nn.Module:

@@ -5,14 +5,13 @@ import json
 import time
 from pathlib import Path
 
-from .._atomic import atomic_write_text
-from ..converter.convert import ConversionOptions, convert
-from ..data import parse_floats
-from ..errors import DataError, InvalidModelError
-from ..evaluate import evaluate
-from ..onnx_io import load_model
+from ..api import ConversionOptions, convert, evaluate, input_normalization
+from ..atomic import atomic_write_text
+from ..data import cifar10_dir, shared_dir
+from ..dialect import load_model, metadata
+from ..errors import ConfigError, DataError, InvalidModelError
 from ..report import markdown_table, plot_accuracy
-from .shared_assets import cifar10_dir, shared_dir
+from ..runtime.timesteps import timestep_list
 
 # The built-in default: a small CNN trained by examples/train.py (its input normalization is stored in
 # the file's metadata). "resnet20" selects the shared ResNet-20 instead (../shared, when present).
@@ -21,12 +20,10 @@ RESNET20 = ("models/resnet20_cifar10.onnx", (0.485, 0.456, 0.406), (0.229, 0.224
 
 
 def stored_normalization(path: Path) -> tuple[list[float], list[float]]:
-    props = {p.key: p.value for p in load_model(path, check=False).metadata_props}
-    mean = parse_floats(props.get("onnx2snn.input_mean", ""), f"{path.name}: stored mean")
-    std = parse_floats(props.get("onnx2snn.input_std", ""), f"{path.name}: stored std")
-    if not mean or not std:
-        raise InvalidModelError(f"{path}: stores no onnx2snn.input_mean/onnx2snn.input_std metadata")
-    return mean, std
+    try:
+        return input_normalization(metadata(load_model(path, check=False)))
+    except ConfigError as error:
+        raise InvalidModelError(f"{path}: {error}") from error
 
 
 def default_model(name: str = "small_cnn") -> tuple[Path, tuple, tuple]:
@@ -47,9 +44,10 @@ def default_model(name: str = "small_cnn") -> tuple[Path, tuple, tuple]:
     return (path, *stored_normalization(path))
 
 
-def run_demo(limit: int, timesteps: list[int], out_dir: Path, device: str = "cpu",
+def run_demo(limit: int, timesteps, out_dir: Path, device: str = "cpu",
              threshold: str = "percentile:99.9", model: str = "small_cnn") -> dict:
     started = time.time()
+    timesteps = timestep_list(timesteps)
     ann, mean, std = default_model(model)
     data = cifar10_dir()
     print(f"model: {ann}\ndata:  {data} (test split, class-balanced {limit} images; calibration: 256 train images)")

@@ -6,9 +6,9 @@ import json
 
 import onnx
 
+from ..converter.normalize import normalize
+from ..dialect import DOMAIN, dialect_version, is_spiking, load_model
 from ..errors import InvalidModelError
-from ..ops import SNN_DOMAIN
-from ..onnx_io import load_model
 
 
 def _summary(path: str) -> dict:
@@ -29,9 +29,10 @@ def _summary(path: str) -> dict:
         "ops": dict(sorted(counts.items())),
         "metadata": {p.key: p.value for p in model.metadata_props},
     }
-    neurons = [n for n in graph.node if n.domain == SNN_DOMAIN]
-    if neurons:
+    if is_spiking(model):
         info["kind"] = "spiking"
+        info["dialect_version"] = dialect_version(model)  # refuses a newer one
+        neurons = [n for n in graph.node if n.domain == DOMAIN and n.op_type == "IF"]
         info["neurons"] = [{"name": n.name, **{a.name: _attr(a) for a in n.attribute}} for n in neurons]
     else:
         info["kind"] = "ann"
@@ -49,13 +50,11 @@ def _attr(attribute: onnx.AttributeProto):
 
 
 def _conversion_check(model: onnx.ModelProto) -> str:
-    from ..converter.normalize import normalize
-
     try:
         canonical = normalize(model)
     except InvalidModelError as error:
         return f"not convertible: {error}"
-    neurons = sum(n.domain == SNN_DOMAIN for n in canonical.model.graph.node)
+    neurons = sum(n.domain == DOMAIN and n.op_type == "IF" for n in canonical.model.graph.node)
     return f"convertible: {neurons} spiking layers, {len(canonical.model.graph.node)} nodes after normalization"
 
 

@@ -1,7 +1,8 @@
-"""The ``onnx2snn`` command line: a thin layer over the Python API.
+"""The ``onnx2snn`` command line: a thin layer over the Python API (``onnx2snn.api``).
 
 Input errors (``Onnx2SnnError``) print one line and exit with status 2; anything else is a
-bug and keeps its traceback.
+bug and keeps its traceback. An error about an API parameter names it; ``FLAGS`` turns that
+name into the command line's flag.
 """
 from __future__ import annotations
 
@@ -9,33 +10,42 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
 from .. import __version__
-from .._atomic import atomic_write_text
-from ..errors import ConfigError, Onnx2SnnError
+from ..api import ConversionOptions, convert, evaluate
+from ..atomic import atomic_write_text
+from ..data import parse_floats
+from ..docs import ops_table
+from ..errors import Onnx2SnnError
+from .demo import run_demo
+from .inspect import describe
+
+# API parameter -> the flag that sets it
+FLAGS = {
+    "threshold": "--threshold", "reset": "--reset", "maxpool": "--maxpool", "calibration_images": "--calib",
+    "calibration_timesteps": "--calib-timesteps", "batch_size": "--batch-size", "max_memory": "--max-memory",
+    "mean": "--mean", "std": "--std", "timesteps": "-T", "device": "--device", "limit": "--limit",
+}
 
 
-def _timesteps(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ConfigError(f"-T must be comma-separated integers, not {text!r}") from None
-    if not values or min(values) < 1:
-        raise ConfigError(f"-T must list positive integers, not {text!r}")
-    return values
+def error_line(error: Onnx2SnnError) -> str:
+    """The error's message with the API parameter it names spelled as the CLI's flag."""
+    message = str(error)
+    flag = FLAGS.get(error.parameter or "")
+    if flag is None:
+        return message
+    return re.sub(rf"(?<![\w-]){re.escape(error.parameter)}(?![\w-])", flag, message, count=1)
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from ..converter.convert import ConversionOptions, convert
-    from ..data import parse_floats
-
     options = ConversionOptions(threshold=args.threshold, reset=args.reset, maxpool=args.maxpool,
                                 calibration_timesteps=args.calib_timesteps, batch_size=args.batch_size,
                                 max_memory=args.max_memory)
-    conversion = convert(args.ann, args.output, args.data, parse_floats(args.mean, "--mean"),
-                         parse_floats(args.std, "--std"), calibration_images=args.calib, options=options,
+    conversion = convert(args.ann, args.output, args.data, parse_floats(args.mean, "mean"),
+                         parse_floats(args.std, "std"), calibration_images=args.calib, options=options,
                          seed=args.seed, device=args.device)
     for note in conversion.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -45,10 +55,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ..evaluate import evaluate
-
     checkpoint = Path(str(args.json) + ".partial") if args.json else None
-    result = evaluate(args.snn, args.data, split=args.split, timesteps=_timesteps(args.T), limit=args.limit,
+    result = evaluate(args.snn, args.data, split=args.split, timesteps=args.T, limit=args.limit,
                       ann_path=args.ann, device=args.device, batch_size=args.batch_size, mean=args.mean,
                       std=args.std, checkpoint=checkpoint, count_spikes=args.spikes, progress=args.progress,
                       max_memory=args.max_memory)
@@ -66,23 +74,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from .inspect import describe
-
     print(describe(args.model, as_json=args.json))
     return 0
 
 
 def cmd_ops(args: argparse.Namespace) -> int:
-    from ..docs import ops_table
-
     print(ops_table(), end="")
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-
-    run_demo(limit=args.limit, timesteps=_timesteps(args.T), out_dir=Path(args.out), device=args.device,
+    run_demo(limit=args.limit, timesteps=args.T, out_dir=Path(args.out), device=args.device,
              model=args.model)
     return 0
 
@@ -162,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.run(args)
     except Onnx2SnnError as error:
-        print(f"onnx2snn: error: {error}", file=sys.stderr)
+        print(f"onnx2snn: error: {error_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("onnx2snn: interrupted", file=sys.stderr)

@@ -11,14 +11,15 @@ import onnx
 import torch
 
 from .. import __version__
+from ..data import load_split, to_tensor
+from ..dialect import (DIALECT_VERSION, METADATA, RESET_MODES, NeuronParameters, load_model, save_model, sha256_file,
+                       write_neuron_parameters)
 from ..errors import ConfigError
-from ..ops import SNN_DOMAIN
-from ..ops.neurons import RESET_MODES
-from ..onnx_io import load_model, save_model, sha256_file
-from ..resources import fit_calibration
 from ..runtime.network import SpikingNetwork
+from .budget import fit_calibration
+from .methods.spec import ThresholdMethod
 from .normalize import normalize
-from .thresholds import ThresholdMethod, compute_thresholds
+from .thresholds import compute_thresholds
 
 DEFAULT_CALIBRATION_IMAGES = 512
 DEFAULT_CALIBRATION_TIMESTEPS = 64
@@ -30,17 +31,22 @@ class ConversionOptions:
     reset: str = "subtract"
     calibration_timesteps: int = DEFAULT_CALIBRATION_TIMESTEPS
     batch_size: int = 128
-    max_memory: int | str | None = None  # bytes or "4GB"; None = resources.DEFAULT_MAX_MEMORY
+    max_memory: int | str | None = None  # bytes or "4GB"; None = sizes.DEFAULT_MAX_MEMORY
     maxpool: str = "spiking"  # "spiking" (max-pool gate) or "average" (substitution, changes the network)
 
     def validate(self) -> ThresholdMethod:
+        """Check the options; returns the parsed threshold method."""
         if self.reset not in RESET_MODES:
-            raise ConfigError(f"--reset must be one of {', '.join(RESET_MODES)}, not {self.reset!r}")
+            raise ConfigError(f"reset must be one of {', '.join(RESET_MODES)}, not {self.reset!r}", parameter="reset")
         if self.calibration_timesteps < 1:
-            raise ConfigError("--calib-timesteps must be at least 1")
+            raise ConfigError("calibration_timesteps must be at least 1", parameter="calibration_timesteps")
         if self.batch_size < 1:
-            raise ConfigError("--batch-size must be at least 1")
-        return ThresholdMethod.parse(self.threshold)
+            raise ConfigError("batch_size must be at least 1", parameter="batch_size")
+        method = ThresholdMethod.parse(self.threshold)
+        if method.extended_neuron and self.reset != "subtract":
+            raise ConfigError(f"threshold method {method} uses signed or burst spikes, which need reset 'subtract'",
+                              parameter="reset")
+        return method
 
 
 @dataclasses.dataclass
@@ -48,32 +54,37 @@ class Conversion:
     """The spiking model and what the conversion did."""
 
     model: onnx.ModelProto
-    thresholds: dict[str, np.ndarray]
+    neurons: dict[str, NeuronParameters]
     notes: list[str]
 
-
-def _set_attribute(node: onnx.NodeProto, name: str, value) -> None:
-    for attr in list(node.attribute):
-        if attr.name == name:
-            node.attribute.remove(attr)
-    node.attribute.append(onnx.helper.make_attribute(name, value))
+    @property
+    def thresholds(self) -> dict[str, np.ndarray]:
+        return {name: parameters.threshold for name, parameters in self.neurons.items()}
 
 
-def write_neuron_parameters(model: onnx.ModelProto, network: SpikingNetwork) -> None:
-    """Copy each neuron's threshold and initial potential from the runtime back into the graph."""
-    neurons = network.neurons()
-    for node in model.graph.node:
-        if node.domain == SNN_DOMAIN and (node.name or node.output[0]) in neurons:
-            layer = neurons[node.name or node.output[0]]
-            _set_attribute(node, "threshold", [float(v) for v in layer.threshold.cpu().numpy()])
-            _set_attribute(node, "v_init", [float(v) for v in layer.v_init.cpu().numpy()])
-            # the low-latency extensions are written only when used, so plain graphs stay plain
-            if layer.bias.abs().max() > 0:
-                _set_attribute(node, "bias", [float(v) for v in layer.bias.cpu().numpy()])
-            if layer.signed:
-                _set_attribute(node, "signed", 1)
-            if layer.burst > 1:
-                _set_attribute(node, "burst", int(layer.burst))
+def _convert(model: onnx.ModelProto, calibration: torch.Tensor, options: ConversionOptions, method: ThresholdMethod,
+             metadata: dict[str, str], checked: bool) -> Conversion:
+    if calibration.ndim < 2 or len(calibration) == 0:
+        raise ConfigError("calibration needs at least one image", parameter="calibration")
+    canonical = normalize(model, reset=options.reset, maxpool=options.maxpool, checked=checked)
+    network = SpikingNetwork(canonical.model)
+    options = fit_calibration(canonical.model, network, calibration, options, method)  # memory budget, trial run
+    neurons = compute_thresholds(network, calibration, method, options.calibration_timesteps, options.batch_size)
+    spiking = canonical.model
+    write_neuron_parameters(spiking, neurons)
+    properties = {
+        METADATA.dialect_version: str(DIALECT_VERSION),
+        METADATA.package_version: __version__,
+        METADATA.threshold_method: str(method),
+        METADATA.reset: options.reset,
+        METADATA.calibration_images: str(len(calibration)),
+        METADATA.calibration_timesteps: str(options.calibration_timesteps),
+        METADATA.notes: json.dumps(canonical.notes),
+        **metadata,
+    }
+    del spiking.metadata_props[:]
+    onnx.helper.set_model_props(spiking, dict(sorted(properties.items())))
+    return Conversion(spiking, neurons, canonical.notes)
 
 
 def convert_model(model: onnx.ModelProto, calibration: torch.Tensor,
@@ -81,29 +92,7 @@ def convert_model(model: onnx.ModelProto, calibration: torch.Tensor,
                   metadata: dict[str, str] | None = None) -> Conversion:
     """Convert an in-memory ANN with normalized calibration images ``[N, C, H, W]``."""
     options = options or ConversionOptions()
-    method = options.validate()
-    if calibration.ndim < 2 or len(calibration) == 0:
-        raise ConfigError("calibration needs at least one image")
-    canonical = normalize(model, reset=options.reset, maxpool=options.maxpool)
-    network = SpikingNetwork(canonical.model)
-    options = fit_calibration(canonical.model, network, calibration, options)  # memory budget, trial run
-    if method.extended_neuron and options.reset != "subtract":
-        raise ConfigError(f"threshold method {method} uses signed or burst spikes, which need --reset subtract")
-    thresholds = compute_thresholds(network, calibration, method, options.calibration_timesteps, options.batch_size)
-    spiking = canonical.model
-    write_neuron_parameters(spiking, network)
-    properties = {
-        "onnx2snn.version": __version__,
-        "onnx2snn.threshold_method": str(method),
-        "onnx2snn.reset": options.reset,
-        "onnx2snn.calibration_images": str(len(calibration)),
-        "onnx2snn.calibration_timesteps": str(options.calibration_timesteps),
-        "onnx2snn.notes": json.dumps(canonical.notes),
-        **(metadata or {}),
-    }
-    del spiking.metadata_props[:]
-    onnx.helper.set_model_props(spiking, dict(sorted(properties.items())))
-    return Conversion(spiking, thresholds, canonical.notes)
+    return _convert(model, calibration, options, options.validate(), metadata or {}, checked=False)
 
 
 def convert(ann_path: str | os.PathLike, output_path: str | os.PathLike, data: str | os.PathLike,
@@ -111,22 +100,20 @@ def convert(ann_path: str | os.PathLike, output_path: str | os.PathLike, data: s
             options: ConversionOptions | None = None, seed: int = 0, device: str = "cpu") -> Conversion:
     """Convert the ANN at ``ann_path``, calibrating on train-split images of ``data``, and write
     the spiking graph to ``output_path`` (atomically)."""
-    from ..data import load_split, to_tensor
-
     options = options or ConversionOptions()
-    options.validate()
+    method = options.validate()
     if calibration_images < 1:
-        raise ConfigError("--calib must be at least 1")
-    model = load_model(ann_path)
+        raise ConfigError("calibration_images must be at least 1", parameter="calibration_images")
+    model = load_model(ann_path)  # the structural checks run here, once
     images = load_split(data, "train", limit=calibration_images, seed=seed)
     calibration = to_tensor(images.images, mean, std).to(device)
     metadata = {
-        "onnx2snn.source_sha256": sha256_file(ann_path),
-        "onnx2snn.source_name": os.path.basename(os.fspath(ann_path)),
-        "onnx2snn.input_mean": ",".join(f"{v:g}" for v in mean),
-        "onnx2snn.input_std": ",".join(f"{v:g}" for v in std),
-        "onnx2snn.calibration_seed": str(seed),
+        METADATA.source_sha256: sha256_file(ann_path),
+        METADATA.source_name: os.path.basename(os.fspath(ann_path)),
+        METADATA.input_mean: ",".join(f"{v:g}" for v in mean),
+        METADATA.input_std: ",".join(f"{v:g}" for v in std),
+        METADATA.calibration_seed: str(seed),
     }
-    conversion = convert_model(model, calibration, options, metadata)
+    conversion = _convert(model, calibration, options, method, metadata, checked=True)
     save_model(conversion.model, output_path)
     return conversion

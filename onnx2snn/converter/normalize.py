@@ -14,14 +14,14 @@ from onnx import version_converter
 from onnx_graphsurgeon.logger import G_LOGGER
 
 from .. import ops
+from ..dialect import DIALECT_VERSION, DOMAIN, check_model
 from ..errors import ConfigError, InvalidModelError, UnsupportedOpError
-from ..onnx_io import check_model
 from ..runtime.network import unsupported_nodes
 from . import passes
 from .validate import validate_convertible
 
 G_LOGGER.severity = G_LOGGER.CRITICAL
-log = logging.getLogger("onnx2snn")
+log = logging.getLogger(__name__)
 
 MIN_OPSET = 11  # older graphs are first upgraded with onnx's version converter
 PASSES = [
@@ -64,7 +64,8 @@ def _upgrade(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
         return version_converter.convert_version(model, 13)
     except Exception as error:  # the converter raises bare RuntimeErrors of many kinds
-        raise InvalidModelError(f"opset {opset} is older than {MIN_OPSET} and could not be upgraded: {error}") from None
+        raise InvalidModelError(f"opset {opset} is older than {MIN_OPSET} and could not be upgraded: {error}") \
+            from error
 
 
 def _export(graph: gs.Graph, source: onnx.ModelProto) -> onnx.ModelProto:
@@ -79,7 +80,7 @@ def _export(graph: gs.Graph, source: onnx.ModelProto) -> onnx.ModelProto:
     del model.opset_import[:]
     model.opset_import.extend([
         onnx.helper.make_opsetid("", _default_opset(source)),
-        onnx.helper.make_opsetid(ops.SNN_DOMAIN, ops.SNN_OPSET),
+        onnx.helper.make_opsetid(DOMAIN, DIALECT_VERSION),
     ])
     model.producer_name = "onnx2snn"
     try:
@@ -89,16 +90,20 @@ def _export(graph: gs.Graph, source: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
-def normalize(model: onnx.ModelProto, reset: str = "subtract", maxpool: str = "spiking") -> Canonical:
+def normalize(model: onnx.ModelProto, reset: str = "subtract", maxpool: str = "spiking",
+              checked: bool = False) -> Canonical:
     """The canonical spiking graph of ``model``; raises ``UnsupportedOpError`` listing every node
     without a conversion rule.
 
-    ``maxpool="spiking"`` (default) keeps each MaxPool and runs it as a spiking max-pool gate;
-    ``maxpool="average"`` replaces it by AveragePool, which changes the network, with a warning.
+    ``maxpool="spiking"`` (default) turns each MaxPool into the spiking max-pool gate
+    (``onnx2snn.MaxPool``); ``maxpool="average"`` replaces it by AveragePool, which changes the
+    network, with a warning. ``checked``: the model was read by ``dialect.load_model``, whose
+    structural checks need not run again.
     """
     if maxpool not in passes.MAXPOOL_MODES:
-        raise ConfigError(f"maxpool must be one of {', '.join(passes.MAXPOOL_MODES)}, not {maxpool!r}")
-    validate_convertible(model)  # refuse broken or hostile graphs before any pass touches them
+        raise ConfigError(f"maxpool must be one of {', '.join(passes.MAXPOOL_MODES)}, not {maxpool!r}",
+                          parameter="maxpool")
+    validate_convertible(model, checked)  # refuse broken or hostile graphs before any pass touches them
     model = _upgrade(model)
     missing = unsupported_nodes(model, runtime_only=False)
     if missing:
@@ -106,7 +111,7 @@ def normalize(model: onnx.ModelProto, reset: str = "subtract", maxpool: str = "s
     try:
         graph = gs.import_onnx(model)
     except Exception as error:
-        raise InvalidModelError(f"cannot read the graph: {error}") from None
+        raise InvalidModelError(f"cannot read the graph: {error}") from error
     notes: list[str] = []
     if maxpool == "average":
         passes.maxpool_to_average(graph, notes)
@@ -120,7 +125,7 @@ def normalize(model: onnx.ModelProto, reset: str = "subtract", maxpool: str = "s
             missing, ops.supported_names(),
             detail="these remain after normalization (a shape computation that did not fold, "
                    "or an activation with no spiking equivalent)")
-    if not any(n.domain == ops.SNN_DOMAIN for n in canonical.graph.node):
+    if not any(n.domain == DOMAIN and n.op_type == "IF" for n in canonical.graph.node):
         raise InvalidModelError("the model has no ReLU (or Clip(0, a)) to turn into a spiking neuron")
     check_model(canonical, "the normalized graph")
     for note in notes:

@@ -81,7 +81,7 @@ def _read_python_batches(folder: Path, split: str, limit: int | None, seed: int 
                 raise TypeError(f"labels of type {batch_labels.dtype}")
             batch_labels = batch_labels.astype(np.int64)
         except (TypeError, ValueError) as error:
-            raise DataError(f"{path}: 'labels' must be a list of integers ({error})") from None
+            raise DataError(f"{path}: 'labels' must be a list of integers ({error})") from error
         if len(batch_labels) != len(data):
             raise DataError(f"{path}: {len(data)} images but {len(batch_labels)} labels")
         datas.append(data.astype(np.uint8, copy=False))
@@ -115,7 +115,7 @@ def _decode(path: Path) -> np.ndarray:
     except DataError:
         raise
     except Exception as error:  # PIL reports corrupt files as OSError, SyntaxError, ValueError, EOFError...
-        raise DataError(f"{path}: cannot decode image ({type(error).__name__}: {error})") from None
+        raise DataError(f"{path}: cannot decode image ({type(error).__name__}: {error})") from error
 
 
 def _read_image_folder(split_dir: Path, limit: int | None, seed: int | None) -> ImageSet:

@@ -60,7 +60,7 @@ def load_batch(path: Path) -> dict:
     try:
         size = path.stat().st_size
     except OSError as error:
-        raise DataError(f"{path}: cannot read ({error.strerror})") from None
+        raise DataError(f"{path}: cannot read ({error.strerror})") from error
     if size > MAX_BATCH_BYTES:
         raise DataError(f"{path}: {size} bytes is too large for a CIFAR batch")
     try:
@@ -68,7 +68,7 @@ def load_batch(path: Path) -> dict:
             raw = _RestrictedUnpickler(io.BytesIO(handle.read()), encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
             KeyError, MemoryError, OverflowError, UnicodeDecodeError, RecursionError) as error:
-        raise DataError(f"{path}: not a valid CIFAR python batch ({error})") from None
+        raise DataError(f"{path}: not a valid CIFAR python batch ({error})") from error
     if not isinstance(raw, dict):
         raise DataError(f"{path}: not a valid CIFAR python batch (holds a {type(raw).__name__}, not a dict)")
     return {(k.decode("latin1") if isinstance(k, bytes) else str(k)): v for k, v in raw.items()}

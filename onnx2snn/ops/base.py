@@ -1,8 +1,10 @@
 """The op registry: one class per supported ONNX op, shared by the converter and the runtime.
 
-A class declares what it is (domain, op_type, the first opset it supports, notes for the docs)
-and how it runs on torch tensors. The converter asks the registry whether a graph is
-convertible; the runtime asks it how to execute each node. A new op is one new class.
+A class declares what it is (domain, op_type, the first opset it supports, notes for the docs),
+what the checks and passes need to know about it (how many inputs it takes, which inputs are
+weights, the layout of its weight, whether it has a pooling/convolution window) and how it runs
+on torch tensors. The converter asks the registry whether a graph is convertible; the runtime
+asks it how to execute each node. A new op is one new class (plus a case in tests/op_cases.py).
 """
 from __future__ import annotations
 
@@ -13,10 +15,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..dialect import OpSchema
 from ..errors import InvalidModelError
 
-SNN_DOMAIN = "onnx2snn"
-SNN_OPSET = 1
+MANY = 1 << 16  # "any number of inputs" (Concat)
 
 
 @dataclasses.dataclass
@@ -51,13 +53,37 @@ class NodeInfo:
         return InvalidModelError(f"node {self.name!r} ({self.op_type}): {reason}")
 
 
-class Op(nn.Module):
-    """A stateless op: ``forward`` maps input tensors to the output tensor(s)."""
+class WeightLayout:
+    """Where a weighted op keeps its channels in its weight (input 1) and bias (input 2), for folding
+    per-channel affines into it."""
+
+    def axes(self, attrs: dict[str, Any], weight_ndim: int) -> tuple[int, int] | None:
+        """(output-channel axis, input-channel axis) of the weight, or None when it cannot be folded."""
+        raise NotImplementedError
+
+
+class Declared:
+    """What the registry knows about an op without running it (class attributes only)."""
 
     domain: ClassVar[str] = ""
     op_type: ClassVar[str] = ""
     since: ClassVar[int] = 1  # first opset of ``domain`` that this class implements
     notes: ClassVar[str] = ""
+    inputs: ClassVar[tuple[int, int]] = (1, 1)  # fewest and most inputs of a node (optional ones included)
+    weights: ClassVar[tuple[int, ...]] = ()  # input positions that, when constant, must be float weights
+    layout: ClassVar[WeightLayout | None] = None  # weighted ops into which affines fold
+    windowed: ClassVar[bool] = False  # kernel_shape / strides / pads / dilations attributes to check
+    schema: ClassVar[OpSchema | None] = None  # ops of the onnx2snn dialect
+
+    @classmethod
+    def weight_shape_problem(cls, shapes: list[list[int] | None]) -> str | None:
+        """What is wrong with the shapes of a node's constant inputs (None where not constant), if anything."""
+        return None
+
+
+class Op(Declared, nn.Module):
+    """A stateless op: ``forward`` maps input tensors to the output tensor(s)."""
+
     stateful: ClassVar[bool] = False
 
     def __init__(self, node: NodeInfo):
@@ -91,16 +117,11 @@ class StatefulOp(Op):
         return float((out != 0).sum())
 
 
-class RewrittenOp:
+class RewrittenOp(Declared):
     """An op the converter accepts but rewrites away (folds, drops or turns into a neuron).
 
     It never reaches the runtime; the class records what happens to it for the op table.
     """
-
-    domain: ClassVar[str] = ""
-    op_type: ClassVar[str] = ""
-    since: ClassVar[int] = 1
-    notes: ClassVar[str] = ""
 
 
 _REGISTRY: dict[tuple[str, str], list[type]] = {}
@@ -108,6 +129,9 @@ _REGISTRY: dict[tuple[str, str], list[type]] = {}
 
 def register(cls: type) -> type:
     """Class decorator: add an op class to the registry under (domain, op_type)."""
+    if cls.schema is not None:  # a dialect op: its arity and first version come from the dialect's schema
+        cls.domain, cls.op_type, cls.since, cls.inputs = cls.schema.domain, cls.schema.op_type, cls.schema.since, \
+            cls.schema.inputs
     versions = _REGISTRY.setdefault((cls.domain, cls.op_type), [])
     versions.append(cls)
     versions.sort(key=lambda c: c.since)
@@ -132,3 +156,4 @@ def supported_names() -> list[str]:
 
 def as_int_list(values: Any) -> list[int]:
     return [int(v) for v in np.asarray(values).reshape(-1)]
+

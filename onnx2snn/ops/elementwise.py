@@ -9,6 +9,7 @@ from .base import Op, register
 @register
 class Add(Op):
     op_type = "Add"
+    inputs = (2, 2)
     notes = "residual sums of spiking paths, and bias or affine terms"
 
     def forward(self, a, b):
@@ -18,6 +19,7 @@ class Add(Op):
 @register
 class Sub(Op):
     op_type = "Sub"
+    inputs = (2, 2)
     notes = "by a constant (input preprocessing: folded into the first layer) or between tensors"
 
     def forward(self, a, b):
@@ -27,6 +29,7 @@ class Sub(Op):
 @register
 class Mul(Op):
     op_type = "Mul"
+    inputs = (2, 2)
     notes = "per-channel constants fold into the adjacent Conv/Gemm; otherwise runs as is"
 
     def forward(self, a, b):
@@ -36,6 +39,7 @@ class Mul(Op):
 @register
 class Div(Op):
     op_type = "Div"
+    inputs = (2, 2)
     notes = "by a constant (input preprocessing: folded into the first layer) or between tensors"
 
     def forward(self, a, b):

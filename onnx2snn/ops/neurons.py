@@ -11,9 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import SNN_DOMAIN, NodeInfo, StatefulOp, register
-
-RESET_MODES = ("subtract", "zero")
+from ..dialect import IF_SCHEMA, IFAttributes, NeuronParameters
+from .base import NodeInfo, StatefulOp, register
 
 
 def if_step(x: torch.Tensor, v: torch.Tensor, threshold: torch.Tensor,
@@ -113,45 +112,41 @@ class IF(StatefulOp):
     ANN meaning ignores; ``signed`` (0/1): negative spikes that undo earlier positive ones;
     ``burst`` (>= 1): up to that many spikes in one step. ``signed``/``burst`` need soft reset."""
 
-    domain = SNN_DOMAIN
-    op_type = "IF"
+    schema = IF_SCHEMA
     notes = "spiking neuron that replaces ReLU / Clip(0, a) / ReLU6; output = spike x threshold"
 
     def __init__(self, node: NodeInfo):
         super().__init__(node)
-        attrs = node.attrs
-        reset = attrs.get("reset", b"subtract")
-        self.reset = reset.decode() if isinstance(reset, bytes) else reset
-        if self.reset not in RESET_MODES:
-            raise node.fail(f"reset must be one of {RESET_MODES}, not {self.reset!r}")
-        threshold = np.asarray(attrs.get("threshold", [1.0]), dtype=np.float32).reshape(-1)
-        if threshold.size == 0 or not np.all(np.isfinite(threshold)) or np.any(threshold <= 0):
-            raise node.fail("threshold must be finite and positive")
-        v_init = np.asarray(attrs.get("v_init", [0.0]), dtype=np.float32).reshape(-1)
-        self.clip_max = float(attrs["clip_max"]) if "clip_max" in attrs else None
-        bias = np.asarray(attrs.get("bias", [0.0]), dtype=np.float32).reshape(-1)
-        self.signed = bool(attrs.get("signed", 0))
-        self.burst = int(attrs.get("burst", 1))
-        if self.burst < 1 or not np.all(np.isfinite(bias)):
-            raise node.fail("burst must be at least 1 and bias finite")
-        if (self.signed or self.burst > 1) and self.reset != "subtract":
-            raise node.fail("signed and burst spikes need reset 'subtract'")
-        self.register_buffer("threshold", torch.from_numpy(threshold.copy()))
-        self.register_buffer("v_init", torch.from_numpy(v_init.copy()))
-        self.register_buffer("bias", torch.from_numpy(bias.copy()))
-        self.has_bias = bool(np.any(bias != 0))  # known up front: no device sync per step
+        attributes = IFAttributes.read(node.attrs, f"node {node.name!r} ({node.op_type})")
+        self.reset = attributes.reset
+        self.clip_max = attributes.clip_max
+        self.register_buffer("threshold", torch.ones(1))
+        self.register_buffer("v_init", torch.zeros(1))
+        self.register_buffer("bias", torch.zeros(1))
+        self.configure(attributes.parameters)
+
+    def configure(self, parameters: NeuronParameters) -> None:
+        """Take a layer's parameters as calibration decided them (the graph's attributes, or a method's trial)."""
+        self.set_threshold(parameters.threshold)
+        self.set_v_init(parameters.v_init)
+        self.set_bias(parameters.bias)
+        self.signed, self.burst = bool(parameters.signed), int(parameters.burst)
+
+    def neuron_parameters(self) -> NeuronParameters:
+        return NeuronParameters(self.threshold.cpu().numpy(), self.v_init.cpu().numpy(), self.bias.cpu().numpy(),
+                                self.signed, self.burst)
 
     def set_threshold(self, values) -> None:
-        values = torch.as_tensor(np.asarray(values, dtype=np.float32).reshape(-1))
+        values = torch.as_tensor(np.asarray(values, dtype=np.float32).reshape(-1).copy())
         self.threshold = values.to(self.threshold.device)
 
     def set_v_init(self, values) -> None:
-        values = torch.as_tensor(np.asarray(values, dtype=np.float32).reshape(-1))
+        values = torch.as_tensor(np.asarray(values, dtype=np.float32).reshape(-1).copy())
         self.v_init = values.to(self.v_init.device)
 
     def set_bias(self, values) -> None:
-        values = np.asarray(values, dtype=np.float32).reshape(-1)
-        self.has_bias = bool(np.any(values != 0))
+        values = np.asarray(values, dtype=np.float32).reshape(-1).copy()
+        self.has_bias = bool(np.any(values != 0))  # known up front: no device sync per step
         self.bias = torch.as_tensor(values).to(self.bias.device)
 
     @property

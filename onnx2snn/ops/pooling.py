@@ -7,6 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..dialect import MAXPOOL_SCHEMA
 from .base import NodeInfo, Op, StatefulOp, as_int_list, register
 from .padding import explicit_pads, split_pads
 
@@ -16,6 +17,7 @@ _AVG = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
 @register
 class AveragePool(Op):
     op_type = "AveragePool"
+    windowed = True
     notes = "any kernel, strides, pads, auto_pad, ceil_mode and count_include_pad"
 
     def __init__(self, node: NodeInfo):
@@ -59,6 +61,7 @@ class GlobalAveragePool(Op):
 @register
 class ReduceMean(Op):
     op_type = "ReduceMean"
+    inputs = (1, 2)
     notes = "axes as attribute (opset < 18) or constant input (opset 18+)"
 
     def __init__(self, node: NodeInfo):
@@ -80,7 +83,7 @@ _MAX = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
 
 
 @register
-class MaxPool(StatefulOp):
+class SpikingMaxPool(StatefulOp):
     """Spiking max-pool (Rueckauer et al. 2017): a gate per pooling window.
 
     The ANN meaning (``analog``) is the ordinary max-pool. Over time, the gate tracks the input
@@ -88,14 +91,15 @@ class MaxPool(StatefulOp):
     of the window's leader, ``y[t] = x[t][argmax a[t]]``. Since each input spike carries its
     layer's threshold, the leader is the input neuron with the highest firing rate so far, and
     the output's rate converges to the largest input rate: the max-pool of the rates. Ties go to
-    the first position in the window; padded cells never lead.
+    the first position in the window; padded cells never lead. Its attributes are the standard
+    MaxPool's; it has its own node type so that no reader mistakes it for a stateless max-pool.
     """
 
-    op_type = "MaxPool"
+    schema = MAXPOOL_SCHEMA
+    windowed = True
     neuron = False
     notes = ("spiking max-pool gate: passes the spikes of the input with the highest accumulated count so far "
-             "(Rueckauer et al. 2017); any kernel, strides, pads, dilations, auto_pad, ceil_mode; "
-             "the Indices output is not supported; `--maxpool average` swaps it for AveragePool instead")
+             "(Rueckauer et al. 2017); the converter writes it for each standard MaxPool")
 
     def __init__(self, node: NodeInfo):
         super().__init__(node)

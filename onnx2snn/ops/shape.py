@@ -9,12 +9,13 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .base import NodeInfo, Op, as_int_list, register
+from .base import MANY, NodeInfo, Op, as_int_list, register
 
 
 @register
 class Reshape(Op):
     op_type = "Reshape"
+    inputs = (2, 2)
     since = 5
     notes = ("constant target; run-time Shape -> Gather -> Concat chains are resolved by the converter with the "
              "batch dimension kept free; a reshape to [batch, features] becomes Flatten")
@@ -53,6 +54,7 @@ class Transpose(Op):
 @register
 class Concat(Op):
     op_type = "Concat"
+    inputs = (1, MANY)
     notes = "any axis (DenseNet-style feature concatenation of spiking paths)"
 
     def forward(self, *xs):
@@ -62,6 +64,7 @@ class Concat(Op):
 @register
 class Slice(Op):
     op_type = "Slice"
+    inputs = (3, 5)
     since = 10
     notes = "constant starts/ends/axes/steps, any step including negative (option-A shortcuts)"
 
@@ -92,6 +95,7 @@ class Slice(Op):
 @register
 class Pad(Op):
     op_type = "Pad"
+    inputs = (2, 4)
     since = 11
     notes = "constant, reflect and edge modes; constant pads (negative pads crop)"
 
@@ -135,6 +139,7 @@ def _axes(node: NodeInfo) -> list[int] | None:
 @register
 class Squeeze(Op):
     op_type = "Squeeze"
+    inputs = (1, 2)
     notes = "axes as attribute or constant input"
 
     def forward(self, x, *unused):
@@ -147,6 +152,7 @@ class Squeeze(Op):
 @register
 class Unsqueeze(Op):
     op_type = "Unsqueeze"
+    inputs = (1, 2)
     notes = "axes as attribute or constant input"
 
     def forward(self, x, *unused):

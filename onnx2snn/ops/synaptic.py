@@ -4,15 +4,44 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import NodeInfo, Op, register
+from .base import NodeInfo, Op, WeightLayout, register
 from .padding import explicit_pads, pad_input, split_pads
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 
+class ConvLayout(WeightLayout):
+    """``[out, in / group, k...]``."""
+
+    def axes(self, attrs, weight_ndim):
+        return (0, 1) if weight_ndim >= 3 else None
+
+
+class GemmLayout(WeightLayout):
+    """``B`` is ``[in, out]``, or ``[out, in]`` with ``transB``; a transposed ``A`` is not folded."""
+
+    def axes(self, attrs, weight_ndim):
+        if attrs.get("transA", 0) or weight_ndim != 2:
+            return None
+        return (0, 1) if attrs.get("transB", 0) else (1, 0)
+
+
 @register
 class Conv(Op):
     op_type = "Conv"
+    inputs = (2, 3)
+    weights = (1, 2)
+    layout = ConvLayout()
+    windowed = True
+
+    @classmethod
+    def weight_shape_problem(cls, shapes):
+        weight, bias = (shapes + [None, None, None])[1:3]
+        if weight is not None and len(weight) < 3:
+            return f"weight has shape {weight}; a convolution needs [out, in, k...]"
+        if weight is not None and bias is not None and bias != [weight[0]]:
+            return f"bias has shape {bias}, expected [{weight[0]}]"
+        return None
     notes = "1-D, 2-D and 3-D; with or without bias; grouped and depthwise; any strides, pads, dilations or auto_pad"
 
     def __init__(self, node: NodeInfo):
@@ -37,6 +66,16 @@ class Conv(Op):
 @register
 class Gemm(Op):
     op_type = "Gemm"
+    inputs = (2, 3)
+    weights = (0, 1, 2)
+    layout = GemmLayout()
+
+    @classmethod
+    def weight_shape_problem(cls, shapes):
+        weight = (shapes + [None, None])[1]
+        if weight is not None and len(weight) != 2:
+            return f"weight has shape {weight}; Gemm needs a 2-D matrix"
+        return None
     notes = "transA, transB, alpha and beta"
 
     def __init__(self, node: NodeInfo):
@@ -60,6 +99,8 @@ class Gemm(Op):
 @register
 class MatMul(Op):
     op_type = "MatMul"
+    inputs = (2, 2)
+    weights = (0, 1)
     notes = "MatMul + Add on a 2-D input becomes Gemm; otherwise numpy-style matmul"
 
     def forward(self, a, b):

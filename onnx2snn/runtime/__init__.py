@@ -1,15 +1,20 @@
-"""The PyTorch runtime: load a spiking ONNX graph and simulate it over timesteps."""
+"""The PyTorch runtime: load a spiking ONNX graph and simulate it over timesteps.
+
+It reads spiking files through the dialect layer and never imports the converter.
+"""
 from __future__ import annotations
 
 import os
 
-from ..onnx_io import load_model
+import onnx
+
+from ..dialect import read_spiking
 from .network import Simulation, SpikingNetwork
 
 
-def load(path: str | os.PathLike) -> SpikingNetwork:
-    """Load a spiking ONNX file (as written by ``onnx2snn convert``) into a torch module."""
-    return SpikingNetwork(load_model(path))
+def load(source: str | os.PathLike | onnx.ModelProto) -> SpikingNetwork:
+    """A spiking model (a file written by ``onnx2snn convert``, or its ModelProto) as a torch module."""
+    return SpikingNetwork(read_spiking(source))
 
 
 __all__ = ["Simulation", "SpikingNetwork", "load"]

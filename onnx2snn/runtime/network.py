@@ -17,7 +17,9 @@ from onnx import numpy_helper
 from torch import nn
 
 from .. import ops
+from ..dialect import NeuronParameters
 from ..errors import InvalidModelError, UnsupportedOpError
+from .timesteps import timestep_list
 
 Probe = Callable[[int, torch.Tensor], None]
 
@@ -109,7 +111,11 @@ class SpikingNetwork(nn.Module):
         self.layers = nn.ModuleList()
         for node in nodes:
             info = node_info(node, opsets, constants)
-            self.layers.append(ops.lookup(info.domain, node.op_type, info.opset)(info))
+            cls = ops.lookup(info.domain, node.op_type, info.opset)
+            fewest, most = cls.inputs
+            if not fewest <= len(node.input) <= most:
+                raise info.fail(f"has {len(node.input)} inputs; it takes {fewest} to {most}")
+            self.layers.append(cls(info))
 
         used = {name for names in self.node_inputs for name in names}
         self._constant_names = sorted(n for n in constants if n in used)
@@ -189,9 +195,7 @@ class SpikingNetwork(nn.Module):
         One run yields the readout at every requested T: the output layer's potential
         accumulated over the first T steps, divided by T.
         """
-        wanted = sorted({int(timesteps)} if isinstance(timesteps, int) else {int(t) for t in timesteps})
-        if not wanted or wanted[0] < 1:
-            raise ValueError("timesteps must be positive")
+        wanted = timestep_list(timesteps)
         env_static = self.static_env(x)
         states: dict[int, object] = {}
         counts = {i: 0.0 for i in self.neuron_nodes}
@@ -220,3 +224,9 @@ class SpikingNetwork(nn.Module):
 
     def neurons(self) -> dict[str, ops.StatefulOp]:
         return {self.node_names[i]: self.layers[i] for i in self.neuron_nodes}
+
+    def configure_neurons(self, parameters: dict[str, NeuronParameters]) -> None:
+        """Give the named neuron layers new parameters (as a threshold method returns them)."""
+        neurons = self.neurons()
+        for name, values in parameters.items():
+            neurons[name].configure(values)

@@ -23,9 +23,11 @@ import logging
 import numpy as np
 import torch
 
-from ..thresholds import MIN_THRESHOLD, ThresholdMethod, batches
+from ...dialect import NeuronParameters
 from .candidates import Candidates, Errors, percentile_table, simulate_candidates
+from .common import MIN_THRESHOLD, batches
 from .layerwise import LayerwiseRun, is_neuron
+from .spec import ThresholdMethod
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +164,9 @@ def split_calibration(images: torch.Tensor, auto: bool) -> tuple[torch.Tensor, t
 
 @torch.inference_mode()
 def calibrate(network, images: torch.Tensor, method: ThresholdMethod, timesteps: int, batch_size: int = 128,
-              seed: int = 0) -> dict[str, np.ndarray]:
-    """Calibrate every neuron of ``network`` in place; returns the thresholds by node name."""
+              seed: int = 0) -> dict[str, NeuronParameters]:
+    """Every neuron's parameters by node name. Each layer is calibrated with the earlier layers
+    spiking at their chosen parameters, so ``network``'s neurons end up holding them too."""
     auto = method.kind == "auto"
     spec = _auto(method) if auto else method
     fit_images, select_images = split_calibration(images, auto)
@@ -175,7 +178,7 @@ def calibrate(network, images: torch.Tensor, method: ThresholdMethod, timesteps:
     run = LayerwiseRun(network, chunks, timesteps, simulate=spec.simulates)
     percentiles = _percentiles(spec, auto)
     scales = SCALES if spec.scale_search else [1.0]
-    thresholds = {}
+    chosen_parameters = {}
 
     for neuron in run.order:
         layer = network.layers[neuron]
@@ -183,11 +186,8 @@ def calibrate(network, images: torch.Tensor, method: ThresholdMethod, timesteps:
             run.pass_through(neuron)
             continue
         name = network.node_names[neuron]
-        if layer.clip_max is not None and spec.burst > 1:
-            layer.burst = 1  # a burst could exceed the ANN's Clip ceiling
-        else:
-            layer.burst = spec.burst
-        layer.signed = spec.signed
+        burst = 1 if layer.clip_max is not None else spec.burst  # a burst could exceed the ANN's Clip ceiling
+        layer.configure(NeuronParameters(layer.threshold.cpu().numpy(), signed=spec.signed, burst=burst))
         targets = [layer.analog(run.ann_input(neuron, c)) for c in range(len(chunks))]
         table = torch.from_numpy(percentile_table([targets[c].cpu() for c in fit], percentiles, spec.channel, seed))
         theta = (table.unsqueeze(1) * torch.tensor(scales).reshape(1, -1, 1)).reshape(-1, table.shape[1])
@@ -210,12 +210,12 @@ def calibrate(network, images: torch.Tensor, method: ThresholdMethod, timesteps:
             if spec.bias_correction or spec.potential_correction:
                 options = _corrections(chosen, calibration.errors(chosen, fit), spec, timesteps)
                 chosen = options.pick(calibration.errors(options, select).choose(True))
-        layer.set_threshold(_compress(chosen.theta))
-        layer.set_v_init(_compress(chosen.vfrac * chosen.theta))
-        layer.set_bias(_compress(chosen.bias))
-        thresholds[name] = layer.threshold.numpy().copy()
+        parameters = NeuronParameters(_compress(chosen.theta), _compress(chosen.vfrac * chosen.theta),
+                                      _compress(chosen.bias), spec.signed, burst)
+        layer.configure(parameters)  # the layers after it are calibrated against its spikes
+        chosen_parameters[name] = parameters
         trains = calibration.final(chosen) if spec.simulates and run.uses[neuron] else None
         run.record(neuron, targets, trains)
         log.info("calibrated %s: threshold %.4g (mean), v_init/threshold %.2f (mean), |bias| %.3g (mean)",
                  name, float(chosen.theta.mean()), float(chosen.vfrac.mean()), float(chosen.bias.abs().mean()))
-    return thresholds
+    return chosen_parameters

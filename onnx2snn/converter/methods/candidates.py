@@ -12,9 +12,7 @@ import numpy as np
 import torch
 
 from ...ops.neurons import if_step, signed_burst_step
-
-# Positive activations kept per channel for percentiles (a seeded subsample beyond that).
-MAX_SAMPLES = 1 << 22
+from .common import MAX_CHANNEL_SAMPLES as MAX_SAMPLES
 
 
 def percentile_table(targets: list[torch.Tensor], percentiles: list[float], channel: bool,

@@ -14,7 +14,7 @@ import torch
 
 from ...ops.neurons import channel_view
 from ...runtime.network import SpikingNetwork
-from ..spikenorm import TIME_CHUNK, Segment
+from .common import TIME_CHUNK, Segment
 
 
 def stateful_segments(network: SpikingNetwork) -> dict[int, Segment]:

@@ -13,7 +13,9 @@ import dataclasses
 
 import numpy as np
 import onnx_graphsurgeon as gs
+import torch
 
+from ... import ops
 from ...ops import NodeInfo
 from ...ops.synaptic import Conv
 from .common import (live_nodes, new_name, bypass, channel_shape, const_value, only_reader, per_channel, rank_of, readers,
@@ -81,23 +83,26 @@ def batchnorm_to_affine(graph: gs.Graph, notes: list[str]) -> None:
     graph.cleanup().toposort()
 
 
+def weight_axes(graph: gs.Graph, node: gs.Node, weight: np.ndarray) -> tuple[int, int] | None:
+    """(output, input) channel axes of ``node``'s weight, as its op class lays it out; None: not foldable."""
+    declared = ops.lookup("", node.op, graph.opset or 1) if node.domain in (None, "", "ai.onnx") else None
+    if declared is None or declared.layout is None:
+        return None
+    return declared.layout.axes(node.attrs, weight.ndim)
+
+
 # -- folding into the layer before -------------------------------------------------------------
 
 def _fold_into_producer(graph: gs.Graph, producer: gs.Node, gain: np.ndarray, shift: np.ndarray) -> bool:
-    """Fold a per-output-channel ``y * gain + shift`` into a Conv or Gemm with constant weights."""
+    """Fold a per-output-channel ``y * gain + shift`` into a weighted layer (Conv, Gemm) with constant weights."""
     weight = const_value(producer.inputs[1]) if len(producer.inputs) > 1 else None
-    if weight is None or producer.op not in ("Conv", "Gemm"):
+    axes = weight_axes(graph, producer, weight) if weight is not None else None
+    if axes is None:
         return False
     weight = weight.astype(np.float64)
-    if producer.op == "Conv":
-        outputs = weight.shape[0]
-        gain_shape = [-1] + [1] * (weight.ndim - 1)
-    else:
-        if producer.attrs.get("transA", 0) or weight.ndim != 2:
-            return False
-        trans_b = bool(producer.attrs.get("transB", 0))
-        outputs = weight.shape[0] if trans_b else weight.shape[1]
-        gain_shape = [-1, 1] if trans_b else [1, -1]
+    outputs = weight.shape[axes[0]]
+    gain_shape = [-1 if axis == axes[0] else 1 for axis in range(weight.ndim)]
+    if producer.op == "Gemm":
         weight = weight * float(producer.attrs.get("alpha", 1.0))
     if gain.size not in (1, outputs) or shift.size not in (1, outputs):
         return False
@@ -145,8 +150,6 @@ def _input_channel_index(weight: np.ndarray, group: int) -> np.ndarray:
 
 def _conv_of_constant(conv: gs.Node, weight: np.ndarray, image: np.ndarray) -> np.ndarray:
     """The conv (without bias) applied to a constant image, with the node's own padding rules."""
-    import torch
-
     attrs = dict(conv.attrs)
     info = NodeInfo(conv.name, "Conv", "", 13, attrs, ["x", "w"], ["y"], {1: weight})
     with torch.no_grad():
@@ -225,22 +228,19 @@ def fold_affine_into_consumer(graph: gs.Graph, notes: list[str]) -> None:
         if affine is None:
             return False
         consumers = readers(node.outputs[0], graph)
-        if not consumers or any(c.op not in ("Conv", "Gemm") for c in consumers):
+        if not consumers or any(c.op not in _FOLD_INTO_CONSUMER for c in consumers):
             return False
-        if not all(_foldable_consumer(c, affine) for c in consumers):
+        if not all(_foldable_consumer(graph, c, affine) for c in consumers):
             return False
         for consumer in consumers:
-            if consumer.op == "Conv":
-                _fold_into_conv(consumer, affine, graph)
-            else:
-                _fold_into_gemm(consumer, affine, graph)
+            _FOLD_INTO_CONSUMER[consumer.op](consumer, affine, graph)
         remove_node(graph, node)
         return True
 
     rewrite_until_stable(graph, fold)
 
 
-def _foldable_consumer(consumer: gs.Node, affine: Affine) -> bool:
+def _foldable_consumer(graph: gs.Graph, consumer: gs.Node, affine: Affine) -> bool:
     """Whether ``_fold_into_conv``/``_fold_into_gemm`` can take ``affine`` into ``consumer``."""
     out = affine.node.outputs[0]
     if consumer.inputs[0] is not out or any(t is out for t in consumer.inputs[1:]):
@@ -251,11 +251,18 @@ def _foldable_consumer(consumer: gs.Node, affine: Affine) -> bool:
         return False
     weight = const_value(consumer.inputs[1])
     bias = const_value(consumer.inputs[2]) if len(consumer.inputs) > 2 and consumer.inputs[2].name else None
+    axes = weight_axes(graph, consumer, weight)
+    if axes is None:
+        return False
     if consumer.op == "Gemm":
-        outputs = weight.shape[0] if consumer.attrs.get("transB", 0) else weight.shape[-1]
-        return weight.ndim == 2 and not consumer.attrs.get("transA", 0) and (bias is None or bias.size in (1, outputs))
+        return bias is None or bias.size in (1, weight.shape[axes[0]])
     data = affine.data
     if not data.shape or len(data.shape) != weight.ndim or (bias is not None and bias.size != weight.shape[0]):
         return False
     # A shift meets the zero padding: its effect is computed on the real spatial size.
     return not np.any(affine.shift) or all(isinstance(d, int) for d in data.shape[2:])
+
+
+# How the input-side affine folds into each weighted op (the math differs: a conv's zero padding
+# turns a shift into a border-aware bias map, a Gemm's shift into a bias through the matrix).
+_FOLD_INTO_CONSUMER = {"Conv": _fold_into_conv, "Gemm": _fold_into_gemm}

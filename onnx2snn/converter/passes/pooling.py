@@ -1,11 +1,11 @@
-"""MaxPool: kept as the spiking max-pool gate by default, or swapped for AveragePool on request."""
+"""MaxPool: the spiking max-pool gate by default (``spiking.py``), or swapped for AveragePool on request."""
 from __future__ import annotations
 
 import logging
 
 import onnx_graphsurgeon as gs
 
-log = logging.getLogger("onnx2snn")
+log = logging.getLogger(__name__)
 
 MAXPOOL_MODES = ("spiking", "average")
 
@@ -14,7 +14,7 @@ def maxpool_to_average(graph: gs.Graph, notes: list[str]) -> None:
     """Replace every MaxPool by an AveragePool of the same window.
 
     This changes the network's function (the ANN itself computes something else), so it is only
-    done on request, with a warning. The default keeps MaxPool and runs it as a spiking gate.
+    done on request, with a warning. The default turns MaxPool into the spiking gate instead (``mark_spiking_sites``).
     """
     count = 0
     for node in graph.nodes:

@@ -1,11 +1,12 @@
-"""The last pass: each ReLU, and each Clip(0, a) / ReLU6, becomes an ``onnx2snn.IF`` neuron."""
+"""The last pass: each ReLU, and each Clip(0, a) / ReLU6, becomes an ``onnx2snn.IF`` neuron, and each
+MaxPool the spiking max-pool gate ``onnx2snn.MaxPool``."""
 from __future__ import annotations
 
 import math
 
 import onnx_graphsurgeon as gs
 
-from ...ops import SNN_DOMAIN
+from ...dialect import DOMAIN
 from .common import const_value
 
 
@@ -25,9 +26,19 @@ def clip_bounds(node: gs.Node) -> tuple[float, float] | None:
 
 
 def mark_spiking_sites(graph: gs.Graph, notes: list[str], reset: str = "subtract") -> None:
-    """ReLU and Clip(0, inf) become IF neurons; Clip(0, a) an IF neuron whose rate is capped at a."""
+    """ReLU and Clip(0, inf) become IF neurons; Clip(0, a) an IF neuron whose rate is capped at a.
+
+    A MaxPool becomes the spiking max-pool gate, a node of the onnx2snn domain with the same
+    attributes, so that no reader of the spiking file mistakes it for a stateless max-pool.
+    """
+    outputs = set(map(id, graph.outputs))
     for node in graph.nodes:
         attrs = {"threshold": [1.0], "v_init": [0.0], "reset": reset}
+        if node.op == "MaxPool" and node.domain in (None, "", "ai.onnx"):
+            if len(node.outputs) > 1 and not node.outputs[1].outputs and id(node.outputs[1]) not in outputs:
+                node.outputs.pop()  # an unread Indices output; a read one is refused by the runtime op
+            node.domain = DOMAIN
+            continue
         if node.op == "Relu":
             pass
         elif node.op == "Clip":
@@ -40,4 +51,4 @@ def mark_spiking_sites(graph: gs.Graph, notes: list[str], reset: str = "subtract
                 node.inputs.pop()
         else:
             continue
-        node.op, node.domain, node.attrs = "IF", SNN_DOMAIN, attrs
+        node.op, node.domain, node.attrs = "IF", DOMAIN, attrs

@@ -13,31 +13,17 @@ of a chunk at once, by folding time into the batch dimension.
 """
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import torch
 
-from ..runtime.network import SpikingNetwork
-from .thresholds import MIN_THRESHOLD, batches
-
-TIME_CHUNK = 16
-
-
-@dataclasses.dataclass
-class Segment:
-    """The stateless nodes that compute one stateful node's input current from earlier outputs."""
-
-    nodes: list[int]
-    neuron_reads: list[int]  # stateful nodes (neurons, spiking max-pool gates) whose outputs the segment reads
-    batch_reads: list[str]  # static tensors with a batch dimension that the segment reads
+from ...runtime.network import SpikingNetwork
+from .common import MIN_THRESHOLD, batches
+from .layerwise import LayerwiseRun, is_neuron
 
 
 @torch.inference_mode()
 def spikenorm_thresholds(network: SpikingNetwork, images: torch.Tensor, timesteps: int,
                          batch_size: int = 128) -> dict[str, np.ndarray]:
-    from .methods.layerwise import LayerwiseRun, is_neuron
-
     run = LayerwiseRun(network, list(batches(images, batch_size)), timesteps)
     run.track_ann = False
     thresholds: dict[str, np.ndarray] = {}

@@ -1,11 +1,14 @@
-"""Reading and writing ONNX files safely; shared by the converter and the runtime.
+"""Reading and writing ONNX files safely (ANN or spiking); shared by the converter and the runtime.
 
 Loading checks the file before trusting it: it must parse as a ModelProto with a graph, its
-external data must stay inside the model's folder, and ``onnx.checker`` must accept it.
-Every failure is an ``InvalidModelError`` that names the file and the problem.
+external data must stay inside the model's folder, and the structural checks and
+``onnx.checker`` must accept it. Every failure is an ``InvalidModelError`` that names the file
+and the problem. ``read_spiking`` adds what a spiking file needs: a dialect version this
+release reads (older files are upgraded in memory) and at least one neuron.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 from pathlib import Path
@@ -14,8 +17,10 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import external_data_helper
 
-from ._atomic import atomic_write_bytes
-from .errors import InvalidModelError, Onnx2SnnError
+from ..atomic import atomic_write_bytes
+from ..errors import InvalidModelError, Onnx2SnnError
+from .format import DOMAIN, dialect_version, is_spiking, stamp
+from .structure import validate_structure
 
 # A model file larger than this is refused before it is read (protobuf's own limit is 2 GiB).
 MAX_MODEL_BYTES = 2 * 1024**3
@@ -38,13 +43,13 @@ def _check_external_data(model: onnx.ModelProto, base_dir: Path, path: Path) -> 
         try:
             info = external_data_helper.ExternalDataInfo(tensor)
         except (ValueError, TypeError) as error:  # offset/length that are not integers
-            raise InvalidModelError(f"{path}: tensor {tensor.name!r} has malformed external data info ({error})") from None
+            raise InvalidModelError(f"{path}: tensor {tensor.name!r} has malformed external data info ({error})") from error
         location = info.location or ""
         try:
             target = (base / location).resolve()  # follows symlinks: a link out of the folder is refused
         except (ValueError, OSError, RuntimeError) as error:  # NUL bytes, loops
             raise InvalidModelError(f"{path}: tensor {tensor.name!r} has an unusable external data location "
-                                    f"{location!r} ({error})") from None
+                                    f"{location!r} ({error})") from error
         if not location or os.path.isabs(location) or base not in target.parents:
             raise InvalidModelError(
                 f"{path}: tensor {tensor.name!r} points its external data outside the model's folder "
@@ -82,7 +87,7 @@ def parse_model(data: bytes, what: str) -> onnx.ModelProto:
         kind = _protobuf_kind(data)
         hint = f"it looks like a serialized {kind}, not a ModelProto" if kind else \
             f"truncated or not a protobuf: {type(error).__name__}"
-        raise InvalidModelError(f"{what}: not an ONNX model ({hint})") from None
+        raise InvalidModelError(f"{what}: not an ONNX model ({hint})") from error
     if not model.HasField("graph") or not model.graph.node:
         kind = _protobuf_kind(data)
         hint = f"it looks like a serialized {kind}, not a ModelProto" if kind else "no graph, or a graph with no nodes"
@@ -92,24 +97,27 @@ def parse_model(data: bytes, what: str) -> onnx.ModelProto:
 
 def model_from_bytes(data: bytes, what: str = "the model") -> onnx.ModelProto:
     """Parse and validate a serialized model held in memory (it may not use external data)."""
-    from .converter.validate import validate_structure
+    return check_in_memory(parse_model(data, what), what)
 
-    model = parse_model(data, what)
+
+def check_in_memory(model: onnx.ModelProto, what: str = "the model") -> onnx.ModelProto:
+    """Validate a ModelProto that never came from a file (its external data must be loaded already)."""
+    if not isinstance(model, onnx.ModelProto):
+        raise InvalidModelError(f"{what}: expected a path or an onnx.ModelProto, not {type(model).__name__}")
     for tensor in external_data_helper._get_all_tensors(model):  # noqa: SLF001
         if external_data_helper.uses_external_data(tensor):
-            raise InvalidModelError(f"{what}: tensor {tensor.name!r} uses external data, which needs a file path")
+            raise InvalidModelError(f"{what}: tensor {tensor.name!r} uses external data that is not loaded; "
+                                    "load the model from its file instead")
     try:
         validate_structure(model)
     except Onnx2SnnError as error:
-        raise type(error)(f"{what}: {error}") from None
+        raise type(error)(f"{what}: {error}") from error
     check_model(model, what)
     return model
 
 
 def load_model(path: str | os.PathLike, check: bool = True) -> onnx.ModelProto:
     """Load and validate an ONNX model, with its external data."""
-    from .converter.validate import validate_structure
-
     path = Path(path)
     if not path.exists():
         raise InvalidModelError(f"{path}: no such file")
@@ -120,19 +128,19 @@ def load_model(path: str | os.PathLike, check: bool = True) -> onnx.ModelProto:
     try:
         data = path.read_bytes()
     except OSError as error:
-        raise InvalidModelError(f"{path}: cannot read ({error.strerror})") from None
+        raise InvalidModelError(f"{path}: cannot read ({error.strerror})") from error
     model = parse_model(data, str(path))
     del data
     _check_external_data(model, path.parent, path)
     try:
         external_data_helper.load_external_data_for_model(model, str(path.parent))
     except (OSError, ValueError) as error:
-        raise InvalidModelError(f"{path}: cannot read external data ({error})") from None
+        raise InvalidModelError(f"{path}: cannot read external data ({error})") from error
     if check:
         try:
             validate_structure(model)
         except Onnx2SnnError as error:
-            raise type(error)(f"{path}: {error}") from None
+            raise type(error)(f"{path}: {error}") from error
         check_model(model, str(path))
     return model
 
@@ -142,9 +150,46 @@ def check_model(model: onnx.ModelProto, what: str) -> None:
         onnx.checker.check_model(model)
     except Exception as error:  # noqa: BLE001 - the checker raises ValidationError, ValueError, ...
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InvalidModelError(f"{what}: invalid ONNX model ({first})") from None
+        raise InvalidModelError(f"{what}: invalid ONNX model ({first})") from error
 
 
 def save_model(model: onnx.ModelProto, path: str | os.PathLike) -> None:
     """Serialize and write atomically: a kill leaves the old file or the new one, never half."""
     atomic_write_bytes(path, model.SerializeToString(deterministic=True))
+
+
+def upgrade(model: onnx.ModelProto, version: int) -> onnx.ModelProto:
+    """Bring a spiking graph of an older dialect version to the current one, in place.
+
+    Version 1 wrote the spiking max-pool gate as a standard-domain ``MaxPool`` node.
+    """
+    if version < 2:
+        for node in model.graph.node:
+            if node.op_type == "MaxPool" and node.domain in ("", "ai.onnx"):
+                node.domain = DOMAIN
+        stamp(model)
+    return model
+
+
+def read_spiking(source: str | os.PathLike | onnx.ModelProto) -> onnx.ModelProto:
+    """A spiking model from a file or a ModelProto: checked, and upgraded to the current dialect version.
+
+    An ANN (no onnx2snn nodes) is refused with a hint to convert it first; a file of a newer
+    dialect version with a request to upgrade onnx2snn.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        what = os.fspath(source)
+        model = load_model(source)
+    else:
+        what = "the model"
+        model = check_in_memory(source, what)
+    if not is_spiking(model):
+        raise InvalidModelError(f"{what} is an ANN (it has no onnx2snn.IF neurons), not a spiking model; convert it "
+                                "first (`onnx2snn convert`, or onnx2snn.convert in Python)")
+    try:
+        version = dialect_version(model)
+    except InvalidModelError as error:
+        raise type(error)(f"{what}: {error}") from error
+    if version < 2 and model is source:
+        model = copy.deepcopy(model)  # never rewrite the caller's ModelProto
+    return upgrade(model, version)
