@@ -16,7 +16,7 @@ from .converter.methods.spec import ThresholdMethod
 from .converter.normalize import Canonical, normalize
 from .data import input_normalization, load_images, load_split, to_tensor
 from .dialect import DIALECT_VERSION, METADATA, NeuronParameters, load_model, save_model
-from .evaluate import Evaluation, ann_predictions, evaluate
+from .evaluation import Evaluation, ann_predictions, evaluate
 from .runtime import Simulation, SpikingNetwork, load
 
 __all__ = ["DEFAULT_CALIBRATION_IMAGES", "DEFAULT_CALIBRATION_TIMESTEPS", "DIALECT_VERSION", "METADATA", "Canonical",

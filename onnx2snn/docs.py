@@ -1,6 +1,7 @@
 """Generated documentation: the table of supported ops, built from the registry."""
 from __future__ import annotations
 
+from .dialect import DIALECT_VERSION, DOMAIN, SCHEMAS
 from .ops import Op, registered
 
 
@@ -25,4 +26,19 @@ def ops_table() -> str:
         else:
             runs_as = "torch op" if issubclass(cls, Op) else "rewritten"
         rows.append(f"| {cls.op_type} | {cls.domain or 'ai.onnx'} | {cls.since}+ | {runs_as} | {cls.notes} |")
-    return HEADER + "\n".join(rows) + "\n"
+    return HEADER + "\n".join(rows) + "\n" + dialect_table()
+
+
+def dialect_table() -> str:
+    """The spiking ops' schemas: what a spiking file's custom-domain nodes may carry."""
+    lines = ["", f"## The `{DOMAIN}` dialect (version {DIALECT_VERSION})", "",
+             "Nodes of a spiking file's custom domain, from `onnx2snn/dialect/schemas.py`.", ""]
+    for schema in SCHEMAS.values():
+        lines += [f"### {DOMAIN}.{schema.op_type} (since version {schema.since})", "", schema.doc, "",
+                  "| attribute | type | default | |", "|---|---|---|---|"]
+        for spec in schema.attributes:
+            default = "absent" if spec.default is None else f"`{spec.default}`"
+            rule = f" (must be {spec.rule})" if spec.rule else ""
+            lines.append(f"| {spec.name} | {spec.kind} | {default} | {spec.doc}{rule} |")
+        lines.append("")
+    return "\n".join(lines)

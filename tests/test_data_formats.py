@@ -51,5 +51,5 @@ def test_normalization():
     x = to_tensor(images, [0.5, 0.5, 0.5], [0.25, 0.5, 1.0])
     assert x.shape == (1, 3, 2, 2)
     assert torch.allclose(x[0, :, 0, 0], torch.tensor([2.0, 1.0, 0.5]))
-    with pytest.raises(ConfigError, match="--std has 2 values"):
+    with pytest.raises(ConfigError, match="std has 2 values"):
         to_tensor(images, [0.5] * 3, [1.0, 1.0])

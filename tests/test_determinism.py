@@ -10,7 +10,7 @@ import pytest
 
 from hostile_cases import MEAN, STD, cnn, make_image_folder, single_thread  # noqa: F401 (autouse fixture)
 from onnx2snn.converter.convert import ConversionOptions, convert
-from onnx2snn.evaluate import evaluate
+from onnx2snn.evaluation import evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 METHODS = ["max", "percentile:99.9", "spikenorm"]

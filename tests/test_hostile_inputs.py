@@ -184,7 +184,7 @@ def test_spikenorm_spike_trains_over_budget_fail_before_calibrating():
 
 
 def test_evaluate_with_a_budget_too_small(tmp_path, tiny_data):
-    from onnx2snn.evaluate import evaluate
+    from onnx2snn.evaluation import evaluate
 
     model = tmp_path / "model.onnx"
     model.write_bytes(cnn().SerializeToString())

@@ -292,8 +292,8 @@ def test_maxpool_can_be_replaced_by_average_pooling_on_request(caplog):
 
 
 def spiking_maxpool(kernel=(2, 2)):
-    cls = lookup("", "MaxPool", 13)
-    return cls(NodeInfo("pool", "MaxPool", "", 13, {"kernel_shape": list(kernel)}, ["x"], ["y"], {}))
+    cls = lookup("onnx2snn", "MaxPool", 2)
+    return cls(NodeInfo("pool", "MaxPool", "onnx2snn", 2, {"kernel_shape": list(kernel)}, ["x"], ["y"], {}))
 
 
 def test_spiking_maxpool_passes_the_spikes_of_the_most_active_input():

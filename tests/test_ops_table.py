@@ -15,4 +15,5 @@ def test_table_lists_every_registered_op_once():
     table = ops_table()
     for cls in registered():
         assert table.count(f"| {cls.op_type} | {cls.domain or 'ai.onnx'} | {cls.since}+ |") == 1, cls.op_type
-    assert "| MaxPool | ai.onnx | 1+ | stateful op |" in table and "| IF | onnx2snn | 1+ | neuron |" in table
+    assert "| MaxPool | ai.onnx | 1+ | rewritten |" in table and "| MaxPool | onnx2snn | 2+ | stateful op |" in table
+    assert "| IF | onnx2snn | 1+ | neuron |" in table and "### onnx2snn.IF" in table

@@ -7,7 +7,7 @@ import torch
 from conftest import RESNET20_MEAN, RESNET20_STD
 from onnx2snn.converter.convert import ConversionOptions, convert
 from onnx2snn.data import load_split, to_tensor
-from onnx2snn.evaluate import ann_predictions, evaluate
+from onnx2snn.evaluation import ann_predictions, evaluate
 from onnx2snn.runtime import load
 
 
