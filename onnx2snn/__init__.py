@@ -15,8 +15,15 @@ from __future__ import annotations
 
 import importlib
 
-from .errors import (ConfigError, DataError, DialectVersionError, InvalidModelError, Onnx2SnnError, ResourceError,
-                     UnsupportedOpError)
+from .errors import (
+    ConfigError,
+    DataError,
+    DialectVersionError,
+    InvalidModelError,
+    Onnx2SnnError,
+    ResourceError,
+    UnsupportedOpError,
+)
 
 __version__ = "0.1.0"
 

@@ -10,8 +10,14 @@
 """
 from __future__ import annotations
 
-from .converter.convert import (DEFAULT_CALIBRATION_IMAGES, DEFAULT_CALIBRATION_TIMESTEPS, Conversion,
-                                ConversionOptions, convert, convert_model)
+from .converter.convert import (
+                                DEFAULT_CALIBRATION_IMAGES,
+                                DEFAULT_CALIBRATION_TIMESTEPS,
+                                Conversion,
+                                ConversionOptions,
+                                convert,
+                                convert_model,
+)
 from .converter.methods.spec import ThresholdMethod
 from .converter.normalize import Canonical, normalize
 from .data import input_normalization, load_images, load_split, to_tensor

@@ -82,7 +82,8 @@ CASES: dict[str, list[Case]] = {
     "Concat": [Case("three on axis 1", [("a", r(2, 1, 3)), ("b", r(2, 2, 3)), ("c", r(2, 4, 3))], {"axis": 1})],
     "Slice": [
         Case("negative steps", [("x", r(2, 7, 6)), ("starts", i64(5, -1)), ("ends", i64(0, -100)),
-                                ("axes", i64(1, 2)), ("steps", i64(-2, -1))], constants=("starts", "ends", "axes", "steps")),
+                                ("axes", i64(1, 2)), ("steps", i64(-2, -1))],
+             constants=("starts", "ends", "axes", "steps")),
         Case("positive steps", [("x", r(2, 7, 6)), ("starts", i64(1)), ("ends", i64(100)), ("axes", i64(-1)),
                                 ("steps", i64(2))], constants=("starts", "ends", "axes", "steps")),
     ],

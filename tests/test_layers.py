@@ -18,6 +18,7 @@ from onnx import helper
 import onnx2snn
 from onnx2snn import dialect
 from onnx2snn.api import __all__ as API_NAMES
+
 from helpers import small_cnn
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,6 +10,7 @@ from onnx import helper, numpy_helper
 
 from onnx2snn import dialect, ops
 from onnx2snn.runtime.network import graph_constants, node_info
+
 from op_cases import CASES, Case
 
 

@@ -152,7 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--device", default="cpu")
     p.add_argument("--model", default="small_cnn",
-                   help="small_cnn (built in, default) | resnet20 (../shared) | path to an ANN .onnx with stored mean/std")
+                   help="small_cnn (built in, default) | resnet20 (../shared) | "
+                        "path to an ANN .onnx with stored mean/std")
     p.set_defaults(run=cmd_demo)
     return parser
 

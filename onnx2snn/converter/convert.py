@@ -12,8 +12,16 @@ import torch
 
 from .. import __version__
 from ..data import load_split, to_tensor
-from ..dialect import (DIALECT_VERSION, METADATA, RESET_MODES, NeuronParameters, load_model, save_model, sha256_file,
-                       write_neuron_parameters)
+from ..dialect import (
+    DIALECT_VERSION,
+    METADATA,
+    RESET_MODES,
+    NeuronParameters,
+    load_model,
+    save_model,
+    sha256_file,
+    write_neuron_parameters,
+)
 from ..errors import ConfigError
 from ..runtime.network import SpikingNetwork
 from .budget import fit_calibration

@@ -10,7 +10,6 @@ broken files never reach numpy, torch or graphsurgeon.
 """
 from __future__ import annotations
 
-import numpy as np
 import onnx
 from onnx import TensorProto
 

@@ -151,7 +151,7 @@ def load_split(root: str | os.PathLike, split: str = "test", limit: int | None =
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; expected one of {SPLITS}")
     if limit is not None and limit < 1:
-        raise DataError(f"--limit must be positive, not {limit}")
+        raise DataError(f"limit must be positive, not {limit}", parameter="limit")
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: data folder not found")

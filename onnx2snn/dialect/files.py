@@ -43,7 +43,8 @@ def _check_external_data(model: onnx.ModelProto, base_dir: Path, path: Path) -> 
         try:
             info = external_data_helper.ExternalDataInfo(tensor)
         except (ValueError, TypeError) as error:  # offset/length that are not integers
-            raise InvalidModelError(f"{path}: tensor {tensor.name!r} has malformed external data info ({error})") from error
+            raise InvalidModelError(f"{path}: tensor {tensor.name!r} has malformed external data info ({error})") \
+                from error
         location = info.location or ""
         try:
             target = (base / location).resolve()  # follows symlinks: a link out of the folder is refused
@@ -60,7 +61,8 @@ def _check_external_data(model: onnx.ModelProto, base_dir: Path, path: Path) -> 
         offset, length = info.offset or 0, info.length
         if offset < 0 or (length is not None and length < 0) or offset > size or (
                 length is not None and offset + length > size):
-            raise InvalidModelError(f"{path}: external data of tensor {tensor.name!r} runs past the end of {location!r}")
+            raise InvalidModelError(
+                f"{path}: external data of tensor {tensor.name!r} runs past the end of {location!r}")
 
 
 def _protobuf_kind(data: bytes) -> str | None:

@@ -73,7 +73,7 @@ class ThresholdMethod:
         return self.signed or self.burst > 1
 
     @classmethod
-    def parse(cls, text: "str | ThresholdMethod") -> "ThresholdMethod":
+    def parse(cls, text: str | ThresholdMethod) -> ThresholdMethod:
         if isinstance(text, ThresholdMethod):
             return text
         if not isinstance(text, str) or not text.strip():

@@ -27,7 +27,7 @@ def maxpool_to_average(graph: gs.Graph, notes: list[str]) -> None:
             node.outputs.pop()
         count += 1
     if count:
-        message = (f"replaced {count} MaxPool node(s) by AveragePool (--maxpool average): the converted "
+        message = (f"replaced {count} MaxPool node(s) by AveragePool (maxpool=\"average\"): the converted "
                    "network no longer computes the original ANN; its accuracy may differ")
         log.warning(message)
         notes.append(message)
