@@ -18,7 +18,7 @@ import math
 import onnx
 import torch
 
-from .dialect import DOMAIN, as_standard_onnx
+from .dialect import as_standard_onnx, is_neuron_node
 from .errors import ConfigError, InvalidModelError, ResourceError
 from .sizes import format_bytes, parse_size
 
@@ -83,7 +83,7 @@ def estimate_sizes(model: onnx.ModelProto, image_shape: tuple[int, ...]) -> Acti
             shapes[value.name] = math.prod(dims)
     sizes = [shapes.get(out, 0) * 4 for node in model.graph.node for out in node.output]
     sizes.append(math.prod(image_shape) * 4)
-    neurons = [shapes.get(node.output[0], 0) for node in model.graph.node if node.domain == DOMAIN and node.op_type == "IF"]
+    neurons = [shapes.get(node.output[0], 0) for node in model.graph.node if is_neuron_node(node)]
     return ActivationSizes(sum(sizes), max(sizes), neurons)
 
 

@@ -7,7 +7,7 @@ import json
 import onnx
 
 from ..converter.normalize import normalize
-from ..dialect import DOMAIN, dialect_version, is_spiking, load_model
+from ..dialect import dialect_version, is_neuron_node, is_spiking, load_model
 from ..errors import InvalidModelError
 
 
@@ -32,7 +32,7 @@ def _summary(path: str) -> dict:
     if is_spiking(model):
         info["kind"] = "spiking"
         info["dialect_version"] = dialect_version(model)  # refuses a newer one
-        neurons = [n for n in graph.node if n.domain == DOMAIN and n.op_type == "IF"]
+        neurons = [n for n in graph.node if is_neuron_node(n)]
         info["neurons"] = [{"name": n.name, **{a.name: _attr(a) for a in n.attribute}} for n in neurons]
     else:
         info["kind"] = "ann"
@@ -54,7 +54,7 @@ def _conversion_check(model: onnx.ModelProto) -> str:
         canonical = normalize(model)
     except InvalidModelError as error:
         return f"not convertible: {error}"
-    neurons = sum(n.domain == DOMAIN and n.op_type == "IF" for n in canonical.model.graph.node)
+    neurons = sum(is_neuron_node(n) for n in canonical.model.graph.node)
     return f"convertible: {neurons} spiking layers, {len(canonical.model.graph.node)} nodes after normalization"
 
 

@@ -14,7 +14,7 @@ from onnx import version_converter
 from onnx_graphsurgeon.logger import G_LOGGER
 
 from .. import ops
-from ..dialect import DIALECT_VERSION, DOMAIN, check_model
+from ..dialect import DIALECT_VERSION, DOMAIN, check_model, is_neuron_node
 from ..errors import ConfigError, InvalidModelError, UnsupportedOpError
 from ..runtime.network import unsupported_nodes
 from . import passes
@@ -125,7 +125,7 @@ def normalize(model: onnx.ModelProto, reset: str = "subtract", maxpool: str = "s
             missing, ops.supported_names(),
             detail="these remain after normalization (a shape computation that did not fold, "
                    "or an activation with no spiking equivalent)")
-    if not any(n.domain == DOMAIN and n.op_type == "IF" for n in canonical.graph.node):
+    if not any(is_neuron_node(n) for n in canonical.graph.node):
         raise InvalidModelError("the model has no ReLU (or Clip(0, a)) to turn into a spiking neuron")
     check_model(canonical, "the normalized graph")
     for note in notes:

@@ -114,7 +114,12 @@ MAXPOOL_SCHEMA = OpSchema(
 SCHEMAS: dict[str, OpSchema] = {schema.op_type: schema for schema in (IF_SCHEMA, MAXPOOL_SCHEMA)}
 
 
-@dataclasses.dataclass(frozen=True)
+def is_neuron_node(node: onnx.NodeProto) -> bool:
+    """Whether a node is a neuron (``onnx2snn.IF``), which calibration gives parameters."""
+    return node.domain == DOMAIN and node.op_type == IF_SCHEMA.op_type
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # arrays: compare fields with numpy, not ==
 class NeuronParameters:
     """What calibration decides for one neuron layer (one value, or one per channel).
 
@@ -169,7 +174,7 @@ def write_neuron_parameters(model: onnx.ModelProto, parameters: Mapping[str, Neu
     """
     for node in model.graph.node:
         name = node.name or node.output[0]
-        if node.domain != DOMAIN or node.op_type != IF_SCHEMA.op_type or name not in parameters:
+        if not is_neuron_node(node) or name not in parameters:
             continue
         values = parameters[name]
         _set_attribute(node, "threshold", [float(v) for v in values.threshold])

@@ -6,7 +6,7 @@ import math
 
 import onnx_graphsurgeon as gs
 
-from ...dialect import DOMAIN
+from ...dialect import DOMAIN, IF_SCHEMA
 from .common import const_value
 
 
@@ -51,4 +51,4 @@ def mark_spiking_sites(graph: gs.Graph, notes: list[str], reset: str = "subtract
                 node.inputs.pop()
         else:
             continue
-        node.op, node.domain, node.attrs = "IF", DOMAIN, attrs
+        node.op, node.domain, node.attrs = IF_SCHEMA.op_type, DOMAIN, attrs
