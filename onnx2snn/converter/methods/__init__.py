@@ -1,2 +1,7 @@
-"""Low-latency conversion methods (docs/low_latency.md): the layer-by-layer calibration engine
-(``layerwise``), candidate evaluation (``candidates``) and the per-layer choices (``calibrate``)."""
+"""The threshold methods (entry: ``converter/thresholds.py``; docs/architecture.md has the import order).
+
+``spec`` parses a method's name; ``common`` holds what they share; ``activation``: max and
+percentile; ``spikenorm``: SpikeNorm; the low-latency methods (docs/low_latency.md): the
+layer-by-layer engine (``layerwise``), candidate evaluation (``candidates``) and the per-layer
+choices (``calibrate``). Each returns ``NeuronParameters`` per layer as data.
+"""
