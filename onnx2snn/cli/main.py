@@ -66,9 +66,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from .inspect import describe
+    from .inspect import describe, describe_diff
 
-    print(describe(args.model, as_json=args.json))
+    if args.diff:
+        print(describe_diff(*args.diff, as_json=args.json))
+    elif args.model:
+        print(describe(args.model, as_json=args.json))
+    else:
+        raise ConfigError("inspect needs MODEL.onnx, or --diff ANN.onnx SNN.onnx")
     return 0
 
 
@@ -136,8 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", action="store_true", help="show a progress bar")
     p.set_defaults(run=cmd_evaluate)
 
-    p = sub.add_parser("inspect", help="summarize an ANN or spiking ONNX graph")
-    p.add_argument("model")
+    p = sub.add_parser("inspect", help="one row per layer of an ANN or spiking ONNX graph")
+    p.add_argument("model", nargs="?", help="the ANN or spiking .onnx file")
+    p.add_argument("--diff", nargs=2, metavar=("ANN", "SNN"), help="line an ANN and its spiking file up")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(run=cmd_inspect)
 
