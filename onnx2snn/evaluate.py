@@ -33,6 +33,7 @@ class Evaluation:
     spikes_per_image: float | None
     settings: dict
     seconds: float
+    statistics: object | None = None  # stats.SpikeStatistics when asked for
 
     def to_json(self) -> dict:
         return {
@@ -42,6 +43,7 @@ class Evaluation:
             "spikes_per_image": self.spikes_per_image,
             "seconds": round(self.seconds, 1),
             **self.settings,
+            **({"statistics": self.statistics.to_json()} if self.statistics is not None else {}),
         }
 
 
@@ -81,8 +83,13 @@ def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = 
              ann_path: str | os.PathLike | None = None, device: str = "cpu", batch_size: int = 250,
              mean=None, std=None, checkpoint: str | os.PathLike | None = None,
              count_spikes: bool = False, progress: bool = False,
-             max_memory: int | str | None = None) -> Evaluation:
-    """Evaluate a spiking ONNX model; one simulation to max(timesteps) per batch."""
+             max_memory: int | str | None = None, stats: bool = False,
+             traces: dict[str, list[int]] | None = None, costs: dict[str, float] | None = None) -> Evaluation:
+    """Evaluate a spiking ONNX model; one simulation to max(timesteps) per batch.
+
+    ``stats`` (or ``traces``) records spike statistics (``onnx2snn.stats``); such a run starts
+    from the beginning (per-neuron counts are not checkpointed).
+    """
     timesteps = sorted({int(t) for t in timesteps})
     if not timesteps or timesteps[0] < 1:
         raise ConfigError("-T needs positive timesteps")
@@ -106,6 +113,12 @@ def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = 
 
     state = {"done": 0, "correct": {str(t): 0 for t in timesteps}, "spikes": 0.0}
     key = json.dumps({k: v for k, v in settings.items() if k != "device"}, sort_keys=True)
+    recorder = graph = None
+    if stats or traces:
+        from .stats import SpikeRecorder, graph_costs
+
+        recorder, graph = SpikeRecorder(network, traces), graph_costs(load_model(snn_path))
+        checkpoint = None
     if checkpoint and Path(checkpoint).is_file():
         try:
             saved = json.loads(Path(checkpoint).read_text())
@@ -113,21 +126,26 @@ def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = 
                 state = saved["state"]
         except (ValueError, KeyError, TypeError):
             pass  # an unreadable checkpoint is ignored, never trusted
-    iterator = range(state["done"], len(x), batch_size)
-    if progress:
+    bar = None
+    if progress:  # counted in images: a batch of 250 would give too few ticks
         from tqdm import tqdm
-        iterator = tqdm(iterator, desc="SNN", unit="batch", initial=state["done"] // batch_size,
-                        total=-(-len(x) // batch_size))
-    for start in iterator:
+        bar = tqdm(desc=f"SNN T={timesteps[-1]}", unit="img", initial=state["done"], total=len(x))
+    for start in range(state["done"], len(x), batch_size):
         batch = x[start:start + batch_size].to(device).contiguous(memory_format=fast_layout)
         target = labels[start:start + batch_size].to(device)
-        sim = network.simulate(batch, timesteps, count_spikes=count_spikes)
+        if recorder is not None:
+            recorder.start_batch(len(batch))
+        sim = network.simulate(batch, timesteps, count_spikes=count_spikes, on_step=recorder)
         for t, out in sim.outputs.items():
             state["correct"][str(t)] += int((out.argmax(1) == target).sum())
         state["spikes"] += sum(sim.spikes.values())
         state["done"] = start + len(batch)
         if checkpoint:
             atomic_write_text(checkpoint, json.dumps({"key": key, "state": state}))
+        if bar is not None:
+            bar.update(len(batch))
+    if bar is not None:
+        bar.close()
 
     ann_accuracy = None
     if ann_path is not None:
@@ -135,8 +153,12 @@ def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = 
         ann_accuracy = float((predictions == images.labels).mean())
         settings["ann_model"] = os.path.basename(os.fspath(ann_path))
     n = len(x)
+    statistics = None
+    if recorder is not None:
+        from .stats import summarize
+        statistics = summarize(recorder, graph, costs, timesteps)
     return Evaluation(
         n=n, ann_accuracy=ann_accuracy,
         snn_accuracy={t: state["correct"][str(t)] / n for t in timesteps},
         spikes_per_image=(state["spikes"] / n) if count_spikes else None,
-        settings=settings, seconds=time.time() - started)
+        settings=settings, seconds=time.time() - started, statistics=statistics)

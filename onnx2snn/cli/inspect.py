@@ -12,8 +12,8 @@ from ..inspection import Inspection, diff, diff_json, inspect_model, neuron_text
 def shape_text(shape) -> str:
     """Per-image shape (the batch dimension left out), e.g. ``16x32x32``."""
     if not shape:
-        return "?"
-    return "x".join(str(d) for d in shape[1:]) or "scalar"
+        return "?" if shape is None else "scalar"
+    return "x".join(str(d) for d in (shape[1:] if len(shape) >= 2 else shape))
 
 
 def count_text(value: int) -> str:

@@ -20,6 +20,7 @@ from .. import ops
 from ..errors import InvalidModelError, UnsupportedOpError
 
 Probe = Callable[[int, torch.Tensor], None]
+StepHook = Callable[[int, dict, dict], None]  # (t, tensors by name, neuron states by node index)
 
 
 def _to_tensor(array: np.ndarray) -> torch.Tensor:
@@ -183,11 +184,13 @@ class SpikingNetwork(nn.Module):
         return env[self.output_name]
 
     @torch.inference_mode()
-    def simulate(self, x: torch.Tensor, timesteps: int | Sequence[int], count_spikes: bool = False) -> Simulation:
+    def simulate(self, x: torch.Tensor, timesteps: int | Sequence[int], count_spikes: bool = False,
+                 on_step: StepHook | None = None) -> Simulation:
         """Run T_max timesteps with ``x`` as a constant input current.
 
         One run yields the readout at every requested T: the output layer's potential
-        accumulated over the first T steps, divided by T.
+        accumulated over the first T steps, divided by T. ``on_step(t, env, states)`` (optional)
+        sees every step's tensors and neuron states (spike statistics, membrane traces).
         """
         wanted = sorted({int(timesteps)} if isinstance(timesteps, int) else {int(t) for t in timesteps})
         if not wanted or wanted[0] < 1:
@@ -201,6 +204,8 @@ class SpikingNetwork(nn.Module):
         for t in range(1, wanted[-1] + 1):
             env = dict(env_static)
             self.run_nodes(env, self.dynamic_nodes, states)
+            if on_step is not None:
+                on_step(t, env, states)
             out = env[self.output_name]
             accumulated = out.clone() if accumulated is None else accumulated.add_(out)
             if count_spikes:
