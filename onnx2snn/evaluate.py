@@ -78,6 +78,17 @@ def _normalization(network_metadata: dict, mean, std) -> tuple[list[float], list
     return mean, std
 
 
+def require_spiking(path: str | os.PathLike) -> None:
+    """An ANN given where a spiking file is expected gets the next step, not a list of its ops."""
+    from .ops import SNN_DOMAIN
+
+    model = load_model(path, check=False)
+    if not any(node.domain == SNN_DOMAIN for node in model.graph.node):
+        raise InvalidModelError(
+            f"{path} is an ANN (it has no onnx2snn.IF neurons); convert it first: onnx2snn convert {path} "
+            "-o snn.onnx --data DIR --mean M1,M2,M3 --std S1,S2,S3, then evaluate snn.onnx")
+
+
 def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = "test",
              timesteps: Sequence[int] = DEFAULT_TIMESTEPS, limit: int | None = None,
              ann_path: str | os.PathLike | None = None, device: str = "cpu", batch_size: int = 250,
@@ -96,6 +107,7 @@ def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = 
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("--device cuda was asked for, but torch sees no CUDA device")
     started = time.time()
+    require_spiking(snn_path)
     network = load(snn_path).to(device).eval()
     fast_layout = torch.channels_last  # ~15% faster convolutions on CPU for spike tensors
     network.to(memory_format=fast_layout)

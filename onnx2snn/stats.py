@@ -4,12 +4,13 @@ Counting rules (docs/tools.md):
 
 - A *spike event* is one spike; a burst of k spikes (or k negative spikes) counts k.
 - Each spike of a neuron layer causes ``fan-out`` synaptic operations (accumulates): the
-  multiply-accumulates that the synaptic ops it feeds (Conv, Gemm, MatMul, AveragePool,
-  GlobalAveragePool) perform per input element, i.e. their MACs divided by the size of the tensor
-  they read. Shape ops, Pad, Slice, Concat, Add and the spiking max-pool pass a spike on to the
-  ops after them (scaled by their output/input size); a spike that reaches another neuron directly
-  (a residual Add) costs no synaptic operation. The fan-out is the layer's mean: neurons at an
-  image border reach fewer outputs.
+  multiply-accumulates that the weighted ops it feeds (Conv, Gemm, MatMul) perform per input
+  element, i.e. their MACs divided by the size of the tensor they read. An average pool in front
+  of a weighted op is folded into it (a spike costs the pool outputs it reaches times that op's
+  fan-out); in front of a neuron it costs its own adds. Shape ops, Pad, Slice, Concat, Add and
+  the spiking max-pool pass a spike on (scaled by min(1, output size / input size)); a spike that
+  reaches another neuron directly (a residual Add) costs no synaptic operation. The fan-out is
+  the layer's mean: neurons at an image border reach fewer outputs.
 - Synaptic ops that depend only on the analog input (the first conv) run once per image, as in
   the ANN: they cost MACs, not accumulates.
 - Energy: MACs x ``mac_pj`` + synaptic operations x ``accumulate_pj``. Defaults: 4.6 pJ per 32-bit
@@ -62,6 +63,7 @@ class GraphCosts:
     neurons: dict[str, int]  # neuron layer -> neurons per image
     ann_macs: int  # all MACs of the graph per image (the ANN's cost)
     static_macs: int  # MACs of synaptic ops that read only the analog input (run once per image)
+    reached_macs: dict[str, int] = dataclasses.field(default_factory=dict)  # neuron layer -> MACs it feeds
 
 
 def graph_costs(model: onnx.ModelProto) -> GraphCosts:
@@ -85,29 +87,43 @@ def graph_costs(model: onnx.ModelProto) -> GraphCosts:
         size = _numel(shapes.get(tensor))
         total = 0.0
         for node in readers.get(tensor, []):
-            if node.domain == SNN_DOMAIN:
+            if node.domain == SNN_DOMAIN or not size:
                 continue  # the current of the next neuron: no synaptic operation
-            if node.op_type in SYNAPTIC_OPS and node.domain in ("", "ai.onnx"):
-                if node.input[0] == tensor and size:
-                    total += macs[id(node)] / size
-                continue
             out = node.output[0]
             out_size = _numel(shapes.get(out))
-            if size and out_size:
-                total += fanout(out) * out_size / size
+            if node.op_type in ("AveragePool", "GlobalAveragePool") and node.domain in ("", "ai.onnx"):
+                # a fixed-weight pool before a weighted layer is folded into it: each of the pool
+                # outputs a spike reaches costs that layer's fan-out; before a neuron, the pool's own adds
+                total += macs[id(node)] / size * (fanout(out) or 1.0)
+            elif node.op_type in SYNAPTIC_OPS and node.domain in ("", "ai.onnx"):
+                if node.input[0] == tensor:
+                    total += macs[id(node)] / size
+            elif out_size:  # shape ops, Pad, Slice, Concat, Add, spiking max-pool: pass the spike on
+                total += fanout(out) * min(1.0, out_size / size)
         memo[tensor] = total
+        return total
+
+    def reached_macs(tensor: str, seen: set) -> int:
+        """MACs of the synaptic ops a layer's output reaches before the next neuron (its ANN cost)."""
+        total = 0
+        for node in readers.get(tensor, []):
+            if node.domain == SNN_DOMAIN or id(node) in seen:
+                continue
+            seen.add(id(node))
+            total += macs[id(node)] + reached_macs(node.output[0], seen)
         return total
 
     network = SpikingNetwork(model)
     static = {network.node_names[i] for i in network.static_nodes}
-    neurons, fanouts = {}, {}
+    neurons, fanouts, reached = {}, {}, {}
     for node in nodes:
         if node.domain == SNN_DOMAIN:
             name = node.name or node.output[0]
             neurons[name] = _numel(shapes.get(node.output[0])) or 0
             fanouts[name] = 0.0 if node.output[0] in outputs else fanout(node.output[0])
+            reached[name] = reached_macs(node.output[0], set())
     static_macs = sum(macs[id(n)] for n in nodes if (n.name or n.output[0]) in static)
-    return GraphCosts(fanouts, neurons, sum(macs.values()), static_macs)
+    return GraphCosts(fanouts, neurons, sum(macs.values()), static_macs, reached)
 
 
 class SpikeRecorder:
@@ -240,7 +256,7 @@ def summarize(recorder: SpikeRecorder, costs: GraphCosts, energy: dict[str, floa
         layers.append(LayerStats(
             name=name, neurons=int(counts.numel()), spikes=spikes, rate=float(rates.mean()),
             histogram=[int(v) for v in histogram], fanout=costs.fanout.get(name, 0.0),
-            sops=spikes * costs.fanout.get(name, 0.0), ann_macs=costs.fanout.get(name, 0.0) * counts.numel()))
+            sops=spikes * costs.fanout.get(name, 0.0), ann_macs=costs.reached_macs.get(name, 0)))
     sops_by_t = {}
     for t in sorted(set(timesteps) | {steps}):
         if t <= steps:
