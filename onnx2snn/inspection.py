@@ -394,14 +394,14 @@ def _normalization_fates(model: onnx.ModelProto) -> _Normalization:
     from .runtime.network import unsupported_nodes
 
     unsupported: dict[str, str] = {}
+    for name, op, opset in unsupported_nodes(model, runtime_only=False):
+        domain = next((n.domain for n in model.graph.node if (n.name or n.output[0]) == name), "")
+        unsupported[name] = _unsupported_reason(op, domain, opset)
     try:
         validate_convertible(model)
         model = _upgrade(model)
     except Onnx2SnnError as error:
         return _Normalization({}, [], str(error), unsupported, None)
-    for name, op, opset in unsupported_nodes(model, runtime_only=False):
-        domain = next((n.domain for n in model.graph.node if (n.name or n.output[0]) == name), "")
-        unsupported[name] = _unsupported_reason(op, domain, opset)
     graph = gs.import_onnx(model)
     tracker = _Tracker(graph)
     notes: list[str] = []

@@ -99,8 +99,11 @@ def _effective_convert_config(args: argparse.Namespace) -> dict:
         if unknown:
             raise ConfigError(f"{args.config}: unknown convert option(s) {', '.join(sorted(unknown))}; "
                               f"known: {', '.join(sorted(values))}")
+        base = Path(args.config).resolve().parent
         for key, value in stored.items():
             if key not in args.explicit:
+                if key in ("ann", "data") and isinstance(value, str):
+                    value = os.fspath(base / value)  # paths in a config file are relative to that file
                 values[key] = value
     missing = [key for key in CONVERT_REQUIRED if values.get(key) in (None, "")]
     if missing:
