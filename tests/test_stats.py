@@ -76,3 +76,30 @@ def test_costs_from_a_config_file(tmp_path):
     path.write_text("[energy]\nadd_pj = 1\n")
     with pytest.raises(Exception, match="unknown energy cost"):
         load_costs(path)
+
+
+def test_fanout_through_an_average_pool_and_a_flatten_by_hand():
+    """x[N,1,2,2] -> Conv 1x1 -> IF -> AveragePool 2x2 -> Flatten -> Gemm(3x1): a spike reaches the
+    one pool output, which feeds 3 outputs: fan-out 3 (the pool is folded into the Gemm)."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+             helper.make_node("IF", ["c"], ["s"], domain="onnx2snn", name="if1", threshold=[1.0], v_init=[0.0],
+                              reset="subtract"),
+             helper.make_node("AveragePool", ["s"], ["p"], kernel_shape=[2, 2], name="pool"),
+             helper.make_node("Flatten", ["p"], ["f"], name="flat"),
+             helper.make_node("Gemm", ["f", "g"], ["y"], transB=1, name="fc")]
+    inits = [numpy_helper.from_array(np.ones((1, 1, 1, 1), np.float32), "w"),
+             numpy_helper.from_array(np.ones((3, 1), np.float32), "g")]
+    graph = helper.make_graph(nodes, "pool", [tensor("x", ["N", 1, 2, 2])], [tensor("y", ["N", 3])], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("onnx2snn", 1)],
+                              ir_version=8)
+    costs = graph_costs(model)
+    assert costs.fanout == {"if1": pytest.approx(3.0)}
+    assert costs.ann_macs == 4 + 4 + 3 and costs.static_macs == 4
+    assert costs.reached_macs == {"if1": 4 + 3}  # the ANN's pool and Gemm that this layer feeds
+    network = SpikingNetwork(model)
+    recorder = SpikeRecorder(network)
+    recorder.start_batch(1)
+    network.simulate(torch.tensor([[[[1.0, 0.5], [0.0, 0.25]]]]), 4, on_step=recorder)
+    stats = summarize(recorder, costs, DEFAULT_COSTS, timesteps=[4])
+    assert stats.spikes == pytest.approx(4 + 2 + 0 + 1)
+    assert stats.sops == pytest.approx(7 * 3)
