@@ -140,9 +140,12 @@ def _executed_shapes(model: onnx.ModelProto) -> dict[str, list]:
     dims = next((_dims(v) for v in model.graph.input if v.name == network.input_name), None)
     if not dims or any(not isinstance(d, int) or d < 1 for d in dims[1:]):
         return _inferred_shapes(model)
-    with torch.inference_mode():
-        env = network.static_env(torch.zeros([1] + dims[1:]))
-        network.run_nodes(env, network.dynamic_nodes)
+    try:
+        with torch.inference_mode():
+            env = network.static_env(torch.zeros([1] + dims[1:]))
+            network.run_nodes(env, network.dynamic_nodes)
+    except Exception:  # noqa: BLE001 - a graph whose shapes don't fit together: show what inference knows
+        return _inferred_shapes(model)
     return {name: list(value.shape) for name, value in env.items() if hasattr(value, "shape")}
 
 
@@ -302,7 +305,9 @@ class _Tracker:
                            [id(t) for t in n.inputs if t.__class__.__name__ == "Constant"] != snapshot[key][3]}
         for key in removed:
             inputs, outputs, op, _ = snapshot[key]
-            heirs = {k for k, n in created.items() if any(t in outputs for t in n.outputs)}
+            name_of = _node_key(self.nodes[key])
+            heirs = {k for k, n in created.items() if any(t in outputs for t in n.outputs) or
+                     (n.name and n.name == name_of)}  # a rewrite that keeps the name (MatMul -> Gemm)
             grown = True
             while grown:  # new nodes that feed an heir (BN -> Mul -> Add: the Mul) inherit too
                 more = {k for k, n in created.items() if k not in heirs and

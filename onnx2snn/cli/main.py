@@ -23,7 +23,12 @@ EXIT_CODES = "exit status: 0 success, 2 bad input or usage, 130 interrupted, 1 i
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows each option's default and keeps the examples' line breaks."""
+    """Shows each option's default (where there is one) and keeps the examples' line breaks."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def _timesteps(text: str) -> list[int]:
@@ -275,7 +280,7 @@ def add_evaluate(sub) -> None:
     p = sub.add_parser(
         "evaluate", help="accuracy of a spiking model against timesteps (and spike statistics)",
         formatter_class=HelpFormatter,
-        description="Accuracy of spiking models against timesteps, next to the ANN; --stats adds firing rates, "
+        description="Accuracy of spiking models against timesteps, next to the ANN; --stats adds firing rates,\n"
                     "synaptic operations and an energy estimate (docs/tools.md).",
         epilog="examples:\n  onnx2snn evaluate snn.onnx --data ../shared/data/cifar10 -T 16,32,64 --limit 200 --ann ann.onnx\n"
                "  onnx2snn evaluate snn.onnx --data DIR -T 8,16,32 --limit 100 --stats --plot runs/plots \\\n"
@@ -331,8 +336,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def add_inspect(sub) -> None:
     p = sub.add_parser(
         "inspect", help="one row per layer of an ANN or spiking ONNX graph", formatter_class=HelpFormatter,
-        description="Per layer: op, output shape, parameters, MACs; the neuron of a spiking file; for an ANN what "
-                    "normalization does to each node and why an op is unsupported.",
+        description="Per layer: op, output shape, parameters, MACs; the neuron of a spiking file; for an ANN\n"
+                    "what normalization does to each node and why an op is unsupported.",
         epilog="examples:\n  onnx2snn inspect resnet20.onnx\n  onnx2snn inspect --diff resnet20.onnx snn.onnx\n\n"
                + EXIT_CODES)
     p.add_argument("model", nargs="?", help="the ANN or spiking .onnx file")
