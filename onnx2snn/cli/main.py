@@ -252,7 +252,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                           traces=traces, costs=costs)
         results.append((path, result))
         ann = f"{100 * result.ann_accuracy:.2f}%" if result.ann_accuracy is not None else "n/a"
-        lines = [f"{path}: images: {result.n}   ANN: {ann}"]
+        lines = ([""] if len(results) > 1 else []) + [f"{path}: images: {result.n}   ANN: {ann}"]
         lines += [f"T={t:<5d} SNN: {100 * accuracy:.2f}%" for t, accuracy in sorted(result.snn_accuracy.items())]
         if result.spikes_per_image is not None:
             lines.append(f"spikes per image over T={max(result.snn_accuracy)}: {result.spikes_per_image:.0f}")
