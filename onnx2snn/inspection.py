@@ -16,7 +16,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from . import ops
 from .errors import Onnx2SnnError
@@ -304,7 +303,7 @@ class _Tracker:
         changed_weights = {key for key, n in after.items() if key in before and
                            [id(t) for t in n.inputs if t.__class__.__name__ == "Constant"] != snapshot[key][3]}
         for key in removed:
-            inputs, outputs, op, _ = snapshot[key]
+            outputs = snapshot[key][1]
             name_of = _node_key(self.nodes[key])
             heirs = {k for k, n in created.items() if any(t in outputs for t in n.outputs) or
                      (n.name and n.name == name_of)}  # a rewrite that keeps the name (MatMul -> Gemm)

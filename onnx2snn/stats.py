@@ -158,15 +158,16 @@ class SpikeRecorder:
             layer = self.network.layers[index]
             out = env[self.network.node_outputs[index][0]]
             events = (out.abs() / channel_view(layer.threshold, out.ndim)).round()
-            per_neuron = events.sum(0).float().cpu()
+            per_neuron = events.sum(0, dtype=torch.float64)  # stays on the device: no sync per step
             if name in self.per_neuron:
                 self.per_neuron[name] += per_neuron
             else:
                 self.per_neuron[name] = per_neuron
             steps = self.per_step[name]
             if len(steps) < t:
-                steps.append(0.0)
-            steps[t - 1] += float(per_neuron.sum())
+                steps.append(per_neuron.sum())
+            else:
+                steps[t - 1] = steps[t - 1] + per_neuron.sum()
             if self._tracing and name in self.trace_request:
                 state = states.get(index)
                 v = state[0] if isinstance(state, tuple) else state
@@ -248,8 +249,10 @@ def summarize(recorder: SpikeRecorder, costs: GraphCosts, energy: dict[str, floa
         layer = recorder.network.layers[index]
         top = max(top, float(getattr(layer, "burst", 1)))
     edges = np.linspace(0.0, top, HISTOGRAM_BINS + 1)
+    per_step = {name: [float(v) for v in values] for name, values in recorder.per_step.items()}
     layers = []
     for name, counts in recorder.per_neuron.items():
+        counts = counts.cpu()
         rates = counts.reshape(-1).numpy() / (n * steps)
         histogram, _ = np.histogram(np.clip(rates, 0, top), bins=edges)
         spikes = float(counts.sum()) / n
@@ -260,8 +263,7 @@ def summarize(recorder: SpikeRecorder, costs: GraphCosts, energy: dict[str, floa
     sops_by_t = {}
     for t in sorted(set(timesteps) | {steps}):
         if t <= steps:
-            sops_by_t[t] = sum(sum(recorder.per_step[name][:t]) * costs.fanout.get(name, 0.0)
-                               for name in recorder.per_step) / n
+            sops_by_t[t] = sum(sum(per_step[name][:t]) * costs.fanout.get(name, 0.0) for name in per_step) / n
     return SpikeStatistics(timesteps=steps, images=recorder.images, layers=layers, bin_edges=[float(e) for e in edges],
                            sops_by_t=sops_by_t, ann_macs=costs.ann_macs, static_macs=costs.static_macs,
                            costs=dict(energy or DEFAULT_COSTS), traces=recorder.traces)

@@ -2,11 +2,17 @@
 import numpy as np
 import pytest
 import torch
+from helpers import tensor
 from onnx import helper, numpy_helper
 
-from helpers import tensor
 from onnx2snn.runtime.network import SpikingNetwork
-from onnx2snn.stats import DEFAULT_COSTS, SpikeRecorder, graph_costs, load_costs, summarize
+from onnx2snn.stats import (
+    DEFAULT_COSTS,
+    SpikeRecorder,
+    graph_costs,
+    load_costs,
+    summarize,
+)
 
 
 def tiny_spiking_model(reset="subtract"):

@@ -26,7 +26,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """Shows each option's default (where there is one) and keeps the examples' line breaks."""
 
     def _get_help_string(self, action):
-        if action.default in (None, False) or action.default is argparse.SUPPRESS:
+        if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
             return action.help
         return super()._get_help_string(action)
 
@@ -79,8 +79,8 @@ CONVERT_REQUIRED = ("ann", "data", "mean", "std")
 def _explicit_options(parser: argparse.ArgumentParser, argv: list[str]) -> set[str]:
     """The convert options given on the command line (not defaults)."""
     probe = argparse.ArgumentParser(add_help=False)
-    for action in parser._actions:  # noqa: SLF001 - argparse offers no public copy of an action
-        if isinstance(action, argparse._HelpAction):  # noqa: SLF001
+    for action in parser._actions:  # argparse offers no public copy of an action
+        if isinstance(action, argparse._HelpAction):
             continue
         kwargs = {"dest": action.dest, "default": argparse.SUPPRESS}
         kwargs.update({"action": "store_true"} if action.nargs == 0 else {"nargs": action.nargs})
