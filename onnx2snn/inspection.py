@@ -424,8 +424,10 @@ def _normalization_fates(model: onnx.ModelProto) -> _Normalization:
     for final_name, op in remaining.items():
         for name, (_, target) in fates.items():
             if target == final_name and name not in unsupported:
-                unsupported[name] = (f"{op} remains after normalization (for Clip: only Clip(0, a) is a "
-                                     "clamped ReLU; otherwise a shape computation that did not fold)")
+                unsupported[name] = (
+                    "only Clip(0, a) (a clamped ReLU, e.g. ReLU6) becomes a neuron; this Clip's bounds are not "
+                    "(0, a > 0) or not constant" if op == "Clip" else
+                    f"{op} remains after normalization (a shape computation that did not fold to a constant)")
     canonical = None
     if problem is None and not unsupported:
         try:

@@ -58,3 +58,26 @@ def test_every_node_fate_is_observed(tmp_path):
     assert shapes["maxpool"] == [1, 8, 4, 4] and shapes["matmul"] == [1, 10]
     macs = {layer.name: layer.macs for layer in info.layers}
     assert macs["conv1"] == 8 * 8 * 8 * 27 and macs["conv2"] == 8 * 4 * 4 * 72 and macs["matmul"] == 320
+
+
+def test_unsupported_nodes_get_reasons_and_the_rest_still_gets_fates(tmp_path):
+    node = helper.make_node
+    init = {"w": np.ones((4, 3, 1, 1), np.float32), "lo": np.array(-1, np.float32), "hi": np.array(1, np.float32),
+            "g": np.ones((10, 4), np.float32)}
+    nodes = [node("Conv", ["x", "w"], ["c"], name="conv"), node("Clip", ["c", "lo", "hi"], ["k"], name="hardtanh"),
+             node("Relu", ["k"], ["r"], name="relu"), node("Tanh", ["r"], ["t"], name="tanh"),
+             node("GlobalAveragePool", ["t"], ["p"], name="gap"), node("Flatten", ["p"], ["f"], name="flat"),
+             node("Gemm", ["f", "g"], ["y"], transB=1, name="fc")]
+    graph = helper.make_graph(nodes, "clip", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])],
+                              [numpy_helper.from_array(v, k) for k, v in init.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "clip.onnx"))
+    info = inspect_model(tmp_path / "clip.onnx")
+    layers = {layer.name: layer for layer in info.layers}
+    assert not info.convertible and info.problem == "2 unsupported node(s)"
+    assert layers["tanh"].unsupported.startswith("Tanh is not ReLU-like")
+    assert layers["hardtanh"].unsupported.startswith("only Clip(0, a)")
+    assert layers["relu"].fate == "replaced by an IF neuron" and layers["relu"].unsupported is None
+    assert layers["gap"].macs == 64 and layers["fc"].macs == 40
