@@ -254,3 +254,26 @@ def test_ops_json_and_quiet():
 def test_usage_errors_exit_2_with_one_line():
     result = cli("evaluate")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_demo_says_what_it_does_and_names_every_file(tmp_path, monkeypatch):
+    """The demo's own flow with conversion and evaluation stubbed out (the real run takes minutes)."""
+    from types import SimpleNamespace
+
+    from onnx2snn.cli import demo
+
+    monkeypatch.setattr(demo, "cifar10_dir", lambda: tmp_path / "data")
+    def fake_convert(ann, snn, *args, **kwargs):
+        snn.parent.mkdir(parents=True, exist_ok=True)
+        snn.write_bytes(b"stub")
+
+    monkeypatch.setattr(demo, "convert", fake_convert)
+    monkeypatch.setattr(demo, "evaluate", lambda *a, **k: SimpleNamespace(ann_accuracy=0.5, snn_accuracy={4: 0.25}))
+    lines = []
+    report = demo.run_demo(limit=10, timesteps=[4], out_dir=tmp_path / "out", say=lines.append)
+    text = "\n".join(lines)
+    written = [tmp_path / "out" / name for name in ("snn_subtract.onnx", "snn_zero.onnx", "accuracy.png", "demo.json")]
+    for path in written:
+        assert path.is_file() and str(path) in text
+    assert report["files"] == [str(p) for p in written]
+    assert "converting" in text and "evaluating" in text

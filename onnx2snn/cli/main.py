@@ -304,7 +304,8 @@ def add_evaluate(sub) -> None:
                    help="memory budget, e.g. 4GB: batches shrink to fit, or it fails before allocating")
     p.add_argument("--spikes", action="store_true", help="also count spikes per image")
     p.add_argument("--stats", action="store_true",
-                   help="per-layer firing rates, synaptic operations, energy and accuracy against SOPs over T")
+                   help="per-layer firing rates, synaptic operations, energy and accuracy against SOPs over T "
+                        "(such a run starts from the beginning: per-neuron counts are not checkpointed)")
     p.add_argument("--costs", help="TOML file with accumulate_pj / mac_pj energy costs (defaults: 0.9 / 4.6 pJ)")
     p.add_argument("--plot", metavar="DIR", help="write accuracy, firing-rate and trace plots (PNG + JSON data) here")
     p.add_argument("--trace", action="append", metavar="LAYER:I,J",
