@@ -81,3 +81,16 @@ def test_unsupported_nodes_get_reasons_and_the_rest_still_gets_fates(tmp_path):
     assert layers["hardtanh"].unsupported.startswith("only Clip(0, a)")
     assert layers["relu"].fate == "replaced by an IF neuron" and layers["relu"].unsupported is None
     assert layers["gap"].macs == 64 and layers["fc"].macs == 40
+
+
+def test_neuron_summary_precision_and_extensions():
+    from onnx2snn.inspection import neuron_summary, neuron_text, summarize_values
+
+    assert summarize_values([3.5610551834106445]) == "3.561"
+    assert summarize_values([1.0, 1.0]) == "1"
+    assert summarize_values([1.0, 3.0]) == "2 ± 1 [1, 3] (2 ch)"
+    node = helper.make_node("IF", ["x"], ["y"], domain="onnx2snn", name="n", threshold=[0.5, 1.5],
+                            v_init=[0.25, 0.75], reset="subtract", bias=[0.0, 0.1], signed=1, burst=2)
+    text = neuron_text(neuron_summary(node))
+    assert text == "θ=1 ± 0.5 [0.5, 1.5] (2 ch), soft reset, v0=0.5 ± 0.25 [0.25, 0.75] (2 ch), " \
+                   "bias=0.05 ± 0.05 [0, 0.1] (2 ch), signed, burst 2"

@@ -277,3 +277,10 @@ def test_demo_says_what_it_does_and_names_every_file(tmp_path, monkeypatch):
         assert path.is_file() and str(path) in text
     assert report["files"] == [str(p) for p in written]
     assert "converting" in text and "evaluating" in text
+
+
+def test_a_bad_trace_request_is_one_line(snn_pair, tiny_images):
+    args = ["evaluate", snn_pair["subtract"], "--data", tiny_images, "-T", "2", "--limit", 10]
+    one_line_error(cli(*args, "--trace", "nolayer:1"), "names no neuron layer", "relu1")
+    one_line_error(cli(*args, "--trace", "relu1:100000"), "relu1:100000", "512 neurons")
+    one_line_error(cli(*args, "--trace", "relu1"), "LAYER:I")
