@@ -139,23 +139,33 @@ def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = 
         except (ValueError, KeyError, TypeError):
             pass  # an unreadable checkpoint is ignored, never trusted
     bar = None
-    if progress:  # counted in images: a batch of 250 would give too few ticks
+    if progress:  # counted in images and advanced every timestep: a batch can take minutes
         from tqdm import tqdm
-        bar = tqdm(desc=f"SNN T={timesteps[-1]}", unit="img", initial=state["done"], total=len(x))
+        bar = tqdm(desc=f"SNN T={timesteps[-1]}", unit="img", initial=state["done"], total=len(x),
+                   bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} images [{elapsed}<{remaining}]")
     for start in range(state["done"], len(x), batch_size):
         batch = x[start:start + batch_size].to(device).contiguous(memory_format=fast_layout)
         target = labels[start:start + batch_size].to(device)
         if recorder is not None:
             recorder.start_batch(len(batch))
-        sim = network.simulate(batch, timesteps, count_spikes=count_spikes, on_step=recorder)
+
+        def on_step(t, env, states, size=len(batch)):
+            if recorder is not None:
+                recorder(t, env, states)
+            if bar is not None:
+                bar.update(size / timesteps[-1])
+
+        sim = network.simulate(batch, timesteps, count_spikes=count_spikes,
+                               on_step=on_step if recorder is not None or bar is not None else None)
         for t, out in sim.outputs.items():
             state["correct"][str(t)] += int((out.argmax(1) == target).sum())
         state["spikes"] += sum(sim.spikes.values())
         state["done"] = start + len(batch)
         if checkpoint:
             atomic_write_text(checkpoint, json.dumps({"key": key, "state": state}))
-        if bar is not None:
-            bar.update(len(batch))
+        if bar is not None:  # whole images again, free of rounding
+            bar.n = state["done"]
+            bar.refresh()
     if bar is not None:
         bar.close()
 
