@@ -149,11 +149,13 @@ def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = 
         if recorder is not None:
             recorder.start_batch(len(batch))
 
-        def on_step(t, env, states, size=len(batch)):
+        step_share = len(batch) / timesteps[-1]
+
+        def on_step(t, env, states, share=step_share):
             if recorder is not None:
                 recorder(t, env, states)
             if bar is not None:
-                bar.update(size / timesteps[-1])
+                bar.update(share)
 
         sim = network.simulate(batch, timesteps, count_spikes=count_spikes,
                                on_step=on_step if recorder is not None or bar is not None else None)
