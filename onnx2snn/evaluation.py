@@ -24,6 +24,7 @@ from .errors import ConfigError, InvalidModelError
 from .resources import evaluation_batch_size
 from .runtime import SpikingNetwork
 from .runtime.timesteps import timestep_list
+from .stats import SpikeRecorder, graph_costs, summarize
 
 DEFAULT_TIMESTEPS = (16, 32, 64, 128, 256)
 
@@ -36,6 +37,7 @@ class Evaluation:
     spikes_per_image: float | None
     settings: dict
     seconds: float
+    statistics: object | None = None  # stats.SpikeStatistics when asked for
 
     def to_json(self) -> dict:
         return {
@@ -45,6 +47,7 @@ class Evaluation:
             "spikes_per_image": self.spikes_per_image,
             "seconds": round(self.seconds, 1),
             **self.settings,
+            **({"statistics": self.statistics.to_json()} if self.statistics is not None else {}),
         }
 
 
@@ -72,11 +75,14 @@ def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = 
              ann_path: str | os.PathLike | None = None, device: str = "cpu", batch_size: int = 250,
              mean=None, std=None, checkpoint: str | os.PathLike | None = None,
              count_spikes: bool = False, progress: bool = False,
-             max_memory: int | str | None = None) -> Evaluation:
+             max_memory: int | str | None = None, stats: bool = False,
+             traces: dict[str, list[int]] | None = None, costs: dict[str, float] | None = None) -> Evaluation:
     """Evaluate a spiking ONNX file; one simulation to max(timesteps) per batch.
 
     ``mean``/``std`` override the input normalization the file stores. An ANN file is refused
-    (convert it first)."""
+    (convert it first). ``stats`` (or ``traces``) records spike statistics (``onnx2snn.stats``);
+    such a run starts from the beginning (per-neuron counts are not checkpointed).
+    """
     timesteps = timestep_list(timesteps)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("device cuda was asked for, but torch sees no CUDA device", parameter="device")
@@ -99,6 +105,10 @@ def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = 
 
     state = {"done": 0, "correct": {str(t): 0 for t in timesteps}, "spikes": 0.0}
     key = json.dumps({k: v for k, v in settings.items() if k != "device"}, sort_keys=True)
+    recorder = graph = None
+    if stats or traces:
+        recorder, graph = SpikeRecorder(network, traces), graph_costs(model)
+        checkpoint = None
     if checkpoint and Path(checkpoint).is_file():
         try:
             saved = json.loads(Path(checkpoint).read_text())
@@ -106,20 +116,37 @@ def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = 
                 state = saved["state"]
         except (ValueError, KeyError, TypeError):
             pass  # an unreadable checkpoint is ignored, never trusted
-    iterator = range(state["done"], len(x), batch_size)
-    if progress:
-        iterator = tqdm(iterator, desc="SNN", unit="batch", initial=state["done"] // batch_size,
-                        total=-(-len(x) // batch_size))
-    for start in iterator:
+    bar = None
+    if progress:  # counted in images and advanced every timestep: a batch can take minutes
+        bar = tqdm(desc=f"SNN T={timesteps[-1]}", unit="img", initial=state["done"], total=len(x),
+                   bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} images [{elapsed}<{remaining}]")
+    for start in range(state["done"], len(x), batch_size):
         batch = x[start:start + batch_size].to(device).contiguous(memory_format=fast_layout)
         target = labels[start:start + batch_size].to(device)
-        sim = network.simulate(batch, timesteps, count_spikes=count_spikes)
+        if recorder is not None:
+            recorder.start_batch(len(batch))
+
+        step_share = len(batch) / timesteps[-1]
+
+        def on_step(t, env, states, share=step_share):
+            if recorder is not None:
+                recorder(t, env, states)
+            if bar is not None:
+                bar.update(share)
+
+        sim = network.simulate(batch, timesteps, count_spikes=count_spikes,
+                               on_step=on_step if recorder is not None or bar is not None else None)
         for t, out in sim.outputs.items():
             state["correct"][str(t)] += int((out.argmax(1) == target).sum())
         state["spikes"] += sum(sim.spikes.values())
         state["done"] = start + len(batch)
         if checkpoint:
             atomic_write_text(checkpoint, json.dumps({"key": key, "state": state}))
+        if bar is not None:  # whole images again, free of rounding
+            bar.n = state["done"]
+            bar.refresh()
+    if bar is not None:
+        bar.close()
 
     ann_accuracy = None
     if ann_path is not None:
@@ -127,8 +154,11 @@ def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = 
         ann_accuracy = float((predictions == images.labels).mean())
         settings["ann_model"] = os.path.basename(os.fspath(ann_path))
     n = len(x)
+    statistics = None
+    if recorder is not None:
+        statistics = summarize(recorder, graph, costs, timesteps)
     return Evaluation(
         n=n, ann_accuracy=ann_accuracy,
         snn_accuracy={t: state["correct"][str(t)] / n for t in timesteps},
         spikes_per_image=(state["spikes"] / n) if count_spikes else None,
-        settings=settings, seconds=time.time() - started)
+        settings=settings, seconds=time.time() - started, statistics=statistics)

@@ -56,7 +56,7 @@ def test_convert_then_evaluate(tmp_path, small_cnn_file, tiny_images):
 def test_inspect_reports_convertibility(small_cnn_file):
     result = cli("inspect", small_cnn_file)
     assert result.returncode == 0
-    assert "convertible: 2 spiking layers" in result.stdout
+    assert "convertible, 2 spiking layers" in result.stdout
 
 
 def test_missing_model_file(tmp_path, tiny_images):

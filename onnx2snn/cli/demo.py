@@ -45,27 +45,35 @@ def default_model(name: str = "small_cnn") -> tuple[Path, tuple, tuple]:
 
 
 def run_demo(limit: int, timesteps, out_dir: Path, device: str = "cpu",
-             threshold: str = "percentile:99.9", model: str = "small_cnn") -> dict:
+             threshold: str = "percentile:99.9", model: str = "small_cnn", say=print,
+             progress: bool = False) -> dict:
+    """Convert with soft and hard reset, evaluate both; ``say`` receives every line of text
+    (each step as it starts, and every file written)."""
     started = time.time()
     timesteps = timestep_list(timesteps)
     ann, mean, std = default_model(model)
     data = cifar10_dir()
-    print(f"model: {ann}\ndata:  {data} (test split, class-balanced {limit} images; calibration: 256 train images)")
-    curves, ann_accuracy = {}, None
+    say(f"model: {ann}\ndata:  {data} (test split, class-balanced {limit} images; calibration: 256 train images)")
+    curves, ann_accuracy, written = {}, None, []
     for reset, label in (("subtract", "soft reset"), ("zero", "hard reset")):
         snn = out_dir / f"snn_{reset}.onnx"
+        say(f"[{label}] converting ({threshold}) ...")
         convert(ann, snn, data, mean, std, calibration_images=256,
                 options=ConversionOptions(threshold=threshold, reset=reset), device=device)
+        say(f"[{label}] wrote {snn}; evaluating T={','.join(map(str, timesteps))} on {limit} images ...")
+        written.append(snn)
         result = evaluate(snn, data, timesteps=timesteps, limit=limit, device=device,
-                          ann_path=ann if ann_accuracy is None else None)
+                          ann_path=ann if ann_accuracy is None else None, progress=progress)
         ann_accuracy = result.ann_accuracy if ann_accuracy is None else ann_accuracy
         curves[f"SNN {label} ({threshold})"] = result.snn_accuracy
     table = markdown_table(curves, ann_accuracy)
-    print(table)
+    say(table)
     plot_accuracy(curves, ann_accuracy, out_dir / "accuracy.png", title=f"{ann.name}: ANN vs SNN")
     seconds = time.time() - started
+    written += [out_dir / "accuracy.png", out_dir / "demo.json"]
     report = {"model": ann.name, "n": limit, "ann_accuracy": ann_accuracy, "seconds": round(seconds, 1),
-              "snn_accuracy": {k: {str(t): a for t, a in v.items()} for k, v in curves.items()}}
+              "snn_accuracy": {k: {str(t): a for t, a in v.items()} for k, v in curves.items()},
+              "files": [str(path) for path in written]}
     atomic_write_text(out_dir / "demo.json", json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out_dir / 'accuracy.png'} and {out_dir / 'demo.json'} ({seconds:.0f} s)")
+    say(f"wrote {', '.join(map(str, written))} ({seconds:.0f} s)")
     return report

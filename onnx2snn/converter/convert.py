@@ -105,9 +105,11 @@ def convert_model(model: onnx.ModelProto, calibration: torch.Tensor,
 
 def convert(ann_path: str | os.PathLike, output_path: str | os.PathLike, data: str | os.PathLike,
             mean: Sequence[float], std: Sequence[float], calibration_images: int = DEFAULT_CALIBRATION_IMAGES,
-            options: ConversionOptions | None = None, seed: int = 0, device: str = "cpu") -> Conversion:
+            options: ConversionOptions | None = None, seed: int = 0, device: str = "cpu",
+            metadata: dict[str, str] | None = None) -> Conversion:
     """Convert the ANN at ``ann_path``, calibrating on train-split images of ``data``, and write
-    the spiking graph to ``output_path`` (atomically)."""
+    the spiking graph to ``output_path`` (atomically). ``metadata`` adds entries to the file's
+    ``metadata_props`` (the CLI records its effective configuration there)."""
     options = options or ConversionOptions()
     method = options.validate()
     if calibration_images < 1:
@@ -116,6 +118,7 @@ def convert(ann_path: str | os.PathLike, output_path: str | os.PathLike, data: s
     images = load_split(data, "train", limit=calibration_images, seed=seed)
     calibration = to_tensor(images.images, mean, std).to(device)
     metadata = {
+        **(metadata or {}),
         METADATA.source_sha256: sha256_file(ann_path),
         METADATA.source_name: os.path.basename(os.fspath(ann_path)),
         METADATA.input_mean: ",".join(f"{v:g}" for v in mean),

@@ -22,6 +22,7 @@ from ..errors import InvalidModelError, UnsupportedOpError
 from .timesteps import timestep_list
 
 Probe = Callable[[int, torch.Tensor], None]
+StepHook = Callable[[int, dict, dict], None]  # (t, tensors by name, neuron states by node index)
 
 
 def _to_tensor(array: np.ndarray) -> torch.Tensor:
@@ -189,11 +190,13 @@ class SpikingNetwork(nn.Module):
         return env[self.output_name]
 
     @torch.inference_mode()
-    def simulate(self, x: torch.Tensor, timesteps: int | Sequence[int], count_spikes: bool = False) -> Simulation:
+    def simulate(self, x: torch.Tensor, timesteps: int | Sequence[int], count_spikes: bool = False,
+                 on_step: StepHook | None = None) -> Simulation:
         """Run T_max timesteps with ``x`` as a constant input current.
 
         One run yields the readout at every requested T: the output layer's potential
-        accumulated over the first T steps, divided by T.
+        accumulated over the first T steps, divided by T. ``on_step(t, env, states)`` (optional)
+        sees every step's tensors and neuron states (spike statistics, membrane traces).
         """
         wanted = timestep_list(timesteps)
         env_static = self.static_env(x)
@@ -205,6 +208,8 @@ class SpikingNetwork(nn.Module):
         for t in range(1, wanted[-1] + 1):
             env = dict(env_static)
             self.run_nodes(env, self.dynamic_nodes, states)
+            if on_step is not None:
+                on_step(t, env, states)
             out = env[self.output_name]
             accumulated = out.clone() if accumulated is None else accumulated.add_(out)
             if count_spikes:
