@@ -17,8 +17,8 @@ from tests.export_models import spiking_graph
 
 nir = pytest.importorskip("nir")
 
-from onnx2snn.export.nir_export import LossyExportError, export_nir, write_nir  # noqa: E402
-from onnx2snn.export.nir_import import import_nir, read_nir  # noqa: E402
+from onnx2snn.export.nir_export import LossyExportError, export_nir, write_nir
+from onnx2snn.export.nir_import import import_nir
 
 T = 16
 
@@ -45,7 +45,7 @@ def _weights(model):
 @pytest.mark.parametrize("case", [{}, {"reset": "zero"}, {"signed": True, "burst": 2}])
 def test_round_trip_keeps_weights_and_predictions(case, tmp_path):
     model = spiking_graph(seed=5, **case)
-    exported, back = _round_trip(model, tmp_path)
+    _, back = _round_trip(model, tmp_path)
     for before, after in zip(_weights(model), _weights(back)):
         np.testing.assert_array_equal(before, after)
     thresholds = [list(onnx.helper.get_attribute_value(a)) for m in (model, back) for n in m.graph.node

@@ -20,8 +20,20 @@ from ..ops.base import SNN_DOMAIN, SNN_OPSET
 from ..ops.neurons import IF
 from ..runtime.network import _opsets, graph_constants, node_info
 
-__all__ = ["SNN_DOMAIN", "SNN_OPSET", "NeuronSpec", "Partition", "load_spiking", "neuron_spec", "partition",
-           "is_neuron", "is_spiking_maxpool", "graph_constants", "node_attrs", "default_opset"]
+__all__ = [
+    "SNN_DOMAIN",
+    "SNN_OPSET",
+    "NeuronSpec",
+    "Partition",
+    "default_opset",
+    "graph_constants",
+    "is_neuron",
+    "is_spiking_maxpool",
+    "load_spiking",
+    "neuron_spec",
+    "node_attrs",
+    "partition",
+]
 
 
 @dataclasses.dataclass(frozen=True)

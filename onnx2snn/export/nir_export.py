@@ -54,8 +54,8 @@ class Difference:
 
 _DIFFERENCES = {
     "soft_reset": ("reset by subtraction (soft reset)",
-                   "NIR's IF resets to v_reset, so they are written with v_reset=0 (reset to zero); a reader "
-                   "that follows the spec simulates hard reset"),
+                   ("NIR's IF resets to v_reset, so they are written with v_reset=0 (reset to zero); a reader "
+                    "that follows the spec simulates hard reset")),
     "v_init": ("a non-zero initial membrane potential (v_init)",
                "NIR has no initial state; it is kept only in the node metadata"),
     "bias_dropped": ("a constant bias current with no Conv/Affine before it to absorb it",
@@ -65,8 +65,8 @@ _DIFFERENCES = {
     "signed": ("signed spikes (negative spikes that undo earlier ones)",
                "NIR's IF has no negative spikes; written as a binary IF"),
     "maxpool": ("the spiking max-pool gate",
-                "NIR has no max-pool; written as AvgPool2d (a different network for readers that follow the "
-                "spec), the max-pool attributes kept in the metadata"),
+                ("NIR has no max-pool; written as AvgPool2d (a different network for readers that follow the "
+                 "spec), the max-pool attributes kept in the metadata")),
     "avgpool_pads": ("average pooling with padding",
                      "NIR's AvgPool2d does not say whether padded cells count; written as is"),
 }
@@ -378,4 +378,4 @@ def supported_ops() -> list[str]:
             "Mul", "Slice", "Pad", "Identity", "onnx2snn.IF"]
 
 
-__all__ = ["LossyExportError", "NirExport", "export_nir", "write_nir", "require_nir", "UnsupportedOpError"]
+__all__ = ["LossyExportError", "NirExport", "UnsupportedOpError", "export_nir", "require_nir", "write_nir"]

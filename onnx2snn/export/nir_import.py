@@ -194,7 +194,6 @@ def _import_node(nir, w: _Writer, name, node, x, rank, graph, predecessors) -> t
             inputs.append(w.const(np.asarray(_meta(node, "bias", node.bias), np.float32)))
         return w.node("Gemm", inputs, name, transB=1), rank
     if isinstance(node, nir.Flatten):
-        in_type = [int(v) for v in node.input_type["input"]]
         out_type = [int(v) for v in node.output_type["output"]]
         if len(out_type) == 1:
             return w.node("Flatten", [x], name, axis=1), 2
