@@ -6,14 +6,14 @@ import numpy as np
 import onnx
 import pytest
 import torch
+import torch_models
+from export_models import spiking_graph
 
 from onnx2snn.cli.main import main
 from onnx2snn.converter.convert import ConversionOptions, convert_model
 from onnx2snn.errors import InvalidModelError
 from onnx2snn.onnx_io import save_model
 from onnx2snn.runtime.network import SpikingNetwork
-from tests import torch_models
-from tests.export_models import spiking_graph
 
 nir = pytest.importorskip("nir")
 

@@ -7,6 +7,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+import torch_models
+from export_models import spiking_graph
 
 from onnx2snn.cli.main import main
 from onnx2snn.converter.convert import ConversionOptions, convert_model
@@ -14,8 +16,6 @@ from onnx2snn.errors import ConfigError, InvalidModelError
 from onnx2snn.export.unrolled import export_unrolled
 from onnx2snn.onnx_io import save_model
 from onnx2snn.runtime.network import SpikingNetwork
-from tests import torch_models
-from tests.export_models import spiking_graph
 
 T = 12
 
