@@ -110,3 +110,19 @@ def test_cli(tmp_path, capsys):
     np.testing.assert_allclose(_session(onnx.load(out)).run(None, {"x": x})[0], expected, rtol=1e-5, atol=1e-5)
     assert main(["export", str(source), "--to", "onnx-loop", "-o", str(out)]) == 2
     assert "-T" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("attrs", [{"reset": "subtract"}, {"reset": "zero"}, {"burst": 2}, {"signed": 1, "burst": 2}])
+def test_exact_threshold_crossings(attrs):
+    """Currents that are exact fractions of the threshold reach v == threshold: it fires (v >= θ)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("IF", ["x"], ["s"], name="n", domain="onnx2snn", threshold=[0.5, 0.25, 1.0],
+                              v_init=[0.0], **attrs),
+             helper.make_node("Gemm", ["s", "w"], ["y"], name="fc", transB=1)]
+    graph = helper.make_graph(nodes, "exact", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])],
+                              initializer=[numpy_helper.from_array(np.eye(2, 3, dtype=np.float32), "w")])
+    model = onnx.helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("onnx2snn", 1)])
+    x = np.array([[0.25, 0.125, 0.5], [0.5, 0.25, -0.25], [1.0, 0.0625, 0.75]], np.float32)
+    assert_agrees(model, x, 9, "unroll")
