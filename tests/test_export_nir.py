@@ -70,10 +70,12 @@ def test_warnings_name_each_difference_and_strict_refuses():
     assert export_nir(exact, strict=True).warnings == []
 
 
-def test_spec_reading_of_an_exact_graph_matches(tmp_path):
+@pytest.mark.parametrize("bias", [False, True])
+def test_spec_reading_of_an_exact_graph_matches(bias, tmp_path):
     """With no difference to warn about, a reader that ignores our metadata (NIR's IF: v > v_threshold,
-    binary spikes, then the amplitude Scale) simulates exactly what we do."""
-    model = spiking_graph(seed=2, reset="zero", v_init=False, bias=False, maxpool=False)
+    binary spikes, then the amplitude Scale) simulates what we do; a bias current is folded into the
+    bias of the Conv before the neuron."""
+    model = spiking_graph(seed=2, reset="zero", v_init=False, bias=bias, maxpool=False)
     _, back = _round_trip(model, tmp_path, use_metadata=False)
     assert not any(n.op_type == "IF" and any(a.name == "v_init" and any(a.floats) for a in n.attribute)
                    for n in back.graph.node)
