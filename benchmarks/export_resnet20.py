@@ -96,6 +96,7 @@ def main() -> None:
     parser.add_argument("--loop-speed-only", action="store_true",
                         help="run the Loop export only in the speed rounds, not on all images")
     parser.add_argument("--ablate", action="store_true", help="measure each NIR difference on its own")
+    parser.add_argument("--methods", help="comma-separated subset of the methods to run on all images")
     parser.add_argument("--json")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -150,7 +151,8 @@ def main() -> None:
 
     results = {}
     for name, run in methods.items():
-        if args.loop_speed_only and name == "onnxruntime_loop":
+        if (args.loop_speed_only and name == "onnxruntime_loop") or (
+                args.methods and name != "runtime" and name not in args.methods.split(",")):
             continue
         out, spikes, seconds = predict(run, x, args.batch)
         results[name] = (out, spikes)
@@ -158,7 +160,7 @@ def main() -> None:
                         "spikes_per_image": sum(spikes.values()) / len(x)}
         print(name, report[name], flush=True)
     reference, ref_spikes = results["runtime"]
-    for name in ("onnxruntime_unrolled", "onnxruntime_loop", "nir_round_trip"):
+    for name in ("onnxruntime_unrolled", "onnxruntime_loop", "nir_round_trip", "nir_spec_reading"):
         if name in results:
             out, spikes = results[name]
             report[name]["max_abs_output_diff"] = float(np.abs(out - reference).max())
@@ -167,11 +169,14 @@ def main() -> None:
             report[name]["max_rel_spike_count_diff"] = max(
                 abs(a - b) / max(b, 1.0) for a, b in zip(spikes.values(), ref_spikes.values()))
 
-    speed = {name: [] for name in methods if name in ("runtime", "onnxruntime_unrolled", "onnxruntime_loop")}
+    speed = {name: [] for name in methods if name in ("runtime", "onnxruntime_unrolled", "onnxruntime_loop")
+             and args.rounds > 0}
     sample = x[:args.speed_images]
     for _ in range(args.rounds):
         for name, times in speed.items():
             times.append(predict(methods[name], sample, args.batch)[2])
+    if not speed:
+        speed = {"runtime": [float("nan")]}
     report["speed_min_s"] = {name: min(times) for name, times in speed.items()}
     report["speed_images"] = len(sample)
     report["speed_ratio_vs_runtime"] = {name: min(times) / min(speed["runtime"]) for name, times in speed.items()}

@@ -45,7 +45,9 @@ def _weights(model):
 @pytest.mark.parametrize("case", [{}, {"reset": "zero"}, {"signed": True, "burst": 2}])
 def test_round_trip_keeps_weights_and_predictions(case, tmp_path):
     model = spiking_graph(seed=5, **case)
+    model.metadata_props.add(key="onnx2snn.input_mean", value="0.5,0.25,0.125")
     _, back = _round_trip(model, tmp_path)
+    assert {p.key: p.value for p in back.metadata_props}["onnx2snn.input_mean"] == "0.5,0.25,0.125"
     for before, after in zip(_weights(model), _weights(back)):
         np.testing.assert_array_equal(before, after)
     thresholds = [list(onnx.helper.get_attribute_value(a)) for m in (model, back) for n in m.graph.node

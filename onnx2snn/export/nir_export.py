@@ -176,7 +176,7 @@ def export_nir(model: onnx.ModelProto, strict: bool = False) -> NirExport:
 
     output_name = graph.output[0].name
     b.add("output", nir.Output(output_type={"output": np.array(shapes[output_name])}), output_name, None)
-    metadata = {f"{META}{p.key.replace('.', '_')}": p.value for p in model.metadata_props}
+    metadata = {f"{META}model.{p.key}": p.value for p in model.metadata_props if "/" not in p.key}
     metadata[f"{META}format"] = "onnx2snn NIR export v1"
     warnings = [d.message() for d in b.differences.values()]
     if strict and warnings:

@@ -151,8 +151,9 @@ def import_nir(graph, use_metadata: bool = True) -> onnx.ModelProto:
     model.ir_version = 8
     metadata = {"onnx2snn.imported_from": "nir"}
     for key, value in (graph.metadata or {}).items():
-        if key.startswith(META) and key != f"{META}format":
-            metadata["onnx2snn." + key[len(META):]] = _text(value)
+        if key.startswith(f"{META}model."):  # the spiking file's metadata_props, kept by our export
+            metadata[key[len(f"{META}model."):]] = _text(value)
+    metadata["onnx2snn.imported_from"] = "nir"
     for key, value in sorted(metadata.items()):
         model.metadata_props.add(key=key, value=value)
     try:
