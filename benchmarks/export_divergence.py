@@ -15,10 +15,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from onnx2snn.data import load_split, to_tensor  # noqa: E402
-from onnx2snn.export.unrolled import export_unrolled  # noqa: E402
-from onnx2snn.onnx_io import load_model  # noqa: E402
-from onnx2snn.runtime.network import SpikingNetwork  # noqa: E402
+from onnx2snn.data import load_split, to_tensor
+from onnx2snn.export.unrolled import export_unrolled
+from onnx2snn.onnx_io import load_model
+from onnx2snn.runtime.network import SpikingNetwork
 
 
 def main() -> None:
