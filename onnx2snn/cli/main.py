@@ -153,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="small_cnn (built in, default) | resnet20 (../shared) | path to an ANN .onnx with stored mean/std")
     p.set_defaults(run=cmd_demo)
 
-    from ..export.cli import add_parsers as add_export_parsers  # export, import (issue 16)
+    # export, import (issue 16)
+    from ..export.cli import add_parsers as add_export_parsers
+
     add_export_parsers(sub)
     return parser
 
