@@ -24,6 +24,7 @@ from ..config import CONFIG_KEY, load_config
 from ..data import parse_floats
 from ..docs import ops_table
 from ..errors import ConfigError, InvalidModelError, Onnx2SnnError
+from ..export.cli import add_export, add_import
 from ..ops import registered
 from ..report import evaluation_plots
 from ..runtime.timesteps import timestep_list
@@ -385,7 +386,7 @@ def add_demo(sub) -> None:
     p.set_defaults(run=cmd_demo)
 
 
-COMMANDS = [add_convert, add_evaluate, add_inspect, add_ops, add_demo]
+COMMANDS = [add_convert, add_evaluate, add_inspect, add_ops, add_demo, add_export, add_import]
 
 
 class _Parser(argparse.ArgumentParser):
