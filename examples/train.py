@@ -350,6 +350,7 @@ def main(argv=None) -> dict:
                 break
             for group in optimizer.param_groups:
                 group["lr"] = one_cycle_lr(step, total_steps, lr)
+            torch.manual_seed(args.seed * 1_000_003 + step)  # dropout: a resumed run repeats the same masks
             positions = slice(index * args.batch_size, (index + 1) * args.batch_size)
             if resident is not None:
                 x, y = resident.batch(order_dev[positions], dy[positions], dx[positions], flip[positions])
