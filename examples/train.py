@@ -267,10 +267,48 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true", help="torch.compile the training model")
     p.add_argument("--fp16-onnx", action="store_true", help="store the ONNX weights as float16 (+ Cast)")
+    p.add_argument("--checkpoint", default=None, help="checkpoint file (default: OUT/checkpoint.pt)")
+    p.add_argument("--probe", type=int, default=0, metavar="N",
+                   help="time N steps (after N warm-up steps) on a throwaway copy, print one JSON line "
+                        "(seconds_per_step, steps_per_epoch) and exit: for fitting --epochs to a budget")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--no-test", action="store_true", help="skip the final test-split accuracy")
     return p.parse_args(argv)
+
+
+def probe(args, model, optimizer, images, labels, device, memory_format, per_epoch: int) -> dict:
+    """Seconds per training step as this run would take them (same data path, precision, layout)."""
+    resident = ResidentData(images, labels, device) if args.gpu_resident else None
+    train_model = torch.compile(model) if args.compile else model
+    criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
+    order, dy, dx, flip = epoch_plan(args.seed, 0, len(labels))
+    model.train()
+
+    def run(count: int) -> None:
+        for index in range(count):
+            positions = slice((index % per_epoch) * args.batch_size, (index % per_epoch + 1) * args.batch_size)
+            if resident is not None:
+                x, y = resident.batch(torch.from_numpy(order[positions]).to(device), dy[positions], dx[positions],
+                                      flip[positions])
+            else:
+                x = augment(images[order[positions]], dy[positions], dx[positions], flip[positions]).to(device)
+                y = torch.from_numpy(labels[order[positions]].astype(np.int64)).to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp == "bf16"):
+                loss = criterion(train_model(x.contiguous(memory_format=memory_format)).float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    run(args.probe)  # warm-up: cudnn autotuning, compilation
+    started = time.time()
+    run(args.probe)
+    result = {"model": args.model, "width_mult": args.width_mult, "seconds_per_step": (time.time() - started) / args.probe,
+              "steps_per_epoch": per_epoch, "batch_size": args.batch_size}
+    print(json.dumps(result))
+    return result
 
 
 DEFAULT_LR = {"small_cnn": 0.2, "vgg5": 0.05, "vgg7_maxpool": 0.1, "vgg16": 0.1}
@@ -314,8 +352,10 @@ def main(argv=None) -> dict:
     if args.max_batches:
         per_epoch = min(per_epoch, args.max_batches)
     total_steps = per_epoch * args.epochs
-    checkpoint = out / "checkpoint.pt"
+    checkpoint = Path(args.checkpoint) if args.checkpoint else out / "checkpoint.pt"
     done, seconds, step = 0, 0.0, 0
+    if args.probe:
+        return probe(args, model, optimizer, images, labels, device, memory_format, per_epoch)
     if checkpoint.is_file() and not args.fresh:
         done, seconds, step = load_checkpoint(checkpoint, model, optimizer, config, per_epoch)
         print(f"resuming {checkpoint}: {done}/{args.epochs} epochs, step {step}/{total_steps} done, "

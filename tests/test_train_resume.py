@@ -4,6 +4,8 @@ resumed mid-epoch, which must end with the same weights as an uninterrupted run.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -85,3 +87,32 @@ def test_resident_augmentation_matches_the_cpu_path():
     manual = torch.nn.functional.pad(train.to_tensor(images[order[i]:order[i] + 1], train.MEAN, train.STD),
                                      (4, 4, 4, 4))[0, :, dy[i]:dy[i] + 32, dx[i]:dx[i] + 32]
     torch.testing.assert_close(expected[i], manual.flip(-1) if flip[i] else manual)
+
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu_train.sh"
+
+
+def run_script(args: list[str], env: dict) -> subprocess.CompletedProcess:
+    full = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", **env}
+    return subprocess.run(["bash", str(SCRIPT), *args], env=full, capture_output=True, text=True, timeout=120)
+
+
+def test_gpu_script_says_so_in_one_line_without_cuda(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    done = run_script([str(tmp_path / "out")], {})
+    assert done.returncode == 0 and done.stdout.strip().count("\n") == 0
+    assert "no CUDA device" in done.stdout and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow  # four Python start-ups with torch: ~15 s idle, minutes on a loaded machine
+def test_gpu_script_path_runs_on_the_cpu_and_checks_its_onnx(data, tmp_path):
+    env = {"DEVICE": "cpu", "DATA": str(data), "EPOCHS_vgg16": "1", "WIDTH_MULT": "0.0625",
+           "CKPT_DIR": str(tmp_path / "ckpt"), "EXTRA": "--limit 20 --batch-size 10 --threads 1"}
+    done = run_script([str(tmp_path / "out"), "vgg16"], env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = json.loads((tmp_path / "out" / "vgg16" / "train.json").read_text())
+    assert record["finished"] and record["width_mult"] == 0.0625 and record["onnx_check"]["images"] == 10
+    assert "test_accuracy_torch" in record and (tmp_path / "ckpt" / "vgg16" / "checkpoint.pt").is_file()
+    again = run_script([str(tmp_path / "out"), "vgg16"], env)
+    assert again.returncode == 0 and "finished earlier" in again.stdout
