@@ -148,12 +148,30 @@ def one_cycle_lr(step: int, total: int, peak: float, warmup: float = 0.25) -> fl
 
 
 # ----------------------------------------------------------------------------- checkpoint
+def half(value):
+    """float32 tensors (nested in dicts and lists) as float16: a compact checkpoint."""
+    if torch.is_tensor(value):
+        return value.half() if value.dtype == torch.float32 else value
+    if isinstance(value, dict):
+        return {key: half(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(half(item) for item in value)
+    return value
+
+
 def save_checkpoint(path: Path, model: nn.Module, optimizer, epoch: int, seconds: float, config: dict,
-                    step: int | None = None) -> None:
-    """``epoch``: epochs complete; ``step``: optimizer steps done (mid-epoch when not a multiple)."""
+                    step: int | None = None, compact: bool = False) -> None:
+    """``epoch``: epochs complete; ``step``: optimizer steps done (mid-epoch when not a multiple).
+
+    ``compact`` stores weights and momentum as float16 (half the size, small enough to commit for a
+    narrow model); loading casts them back to float32, so such a resume is close to, not identical
+    with, an uninterrupted run.
+    """
     buffer = io.BytesIO()
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                "step": step, "seconds": seconds, "config": config}, buffer)
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict()}
+    if compact:
+        state = half(state)
+    torch.save({**state, "epoch": epoch, "step": step, "seconds": seconds, "config": config}, buffer)
     atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -268,6 +286,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--compile", action="store_true", help="torch.compile the training model")
     p.add_argument("--fp16-onnx", action="store_true", help="store the ONNX weights as float16 (+ Cast)")
     p.add_argument("--checkpoint", default=None, help="checkpoint file (default: OUT/checkpoint.pt)")
+    p.add_argument("--compact-checkpoint", action="store_true",
+                   help="store the checkpoint's weights and momentum as float16 (to commit a narrow model's)")
     p.add_argument("--probe", type=int, default=0, metavar="N",
                    help="time N steps (after N warm-up steps) on a throwaway copy, print one JSON line "
                         "(seconds_per_step, steps_per_epoch) and exit: for fitting --epochs to a budget")
@@ -412,14 +432,14 @@ def main(argv=None) -> dict:
             loss_sum += loss.detach() * len(y)
             if args.save_every and step % args.save_every == 0 and step % per_epoch:
                 save_checkpoint(checkpoint, model, optimizer, step // per_epoch, seconds + time.time() - started,
-                                config, step)
+                                config, step, args.compact_checkpoint)
         bar.close()
         if device.type == "cuda":
             torch.cuda.synchronize()
         elapsed = time.time() - started
         seconds += elapsed
         done = step // per_epoch
-        save_checkpoint(checkpoint, model, optimizer, done, seconds, config, step)
+        save_checkpoint(checkpoint, model, optimizer, done, seconds, config, step, args.compact_checkpoint)
         if seen:
             print(f"epoch {epoch + 1} ({'complete' if step % per_epoch == 0 else f'to step {step}'}): "
                   f"train loss {float(loss_sum) / seen:.3f}, train acc {int(correct) / seen:.4f}, "

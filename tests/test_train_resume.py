@@ -116,3 +116,16 @@ def test_gpu_script_path_runs_on_the_cpu_and_checks_its_onnx(data, tmp_path):
     assert "test_accuracy_torch" in record and (tmp_path / "ckpt" / "vgg16" / "checkpoint.pt").is_file()
     again = run_script([str(tmp_path / "out"), "vgg16"], env)
     assert again.returncode == 0 and "finished earlier" in again.stdout
+
+
+def test_compact_checkpoint_is_float16_and_resumes(data, tmp_path):
+    out = tmp_path / "compact"
+    args = common(data, out) + ["--compact-checkpoint"]
+    train.main(args + ["--max-steps", "1"])
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    floats = [v for v in state["model"].values() if v.is_floating_point()]
+    assert floats and all(v.dtype == torch.float16 for v in floats)
+    momentum = [s["momentum_buffer"] for s in state["optimizer"]["state"].values()]
+    assert momentum and all(m.dtype == torch.float16 for m in momentum)
+    resumed = train.main(args)
+    assert resumed["finished"] and resumed["steps_done"] == 2
