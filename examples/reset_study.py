@@ -73,7 +73,7 @@ def network_label(name: str, width_mult: str | None) -> str:
 def run_study(ann_path: Path, name: str, data: Path, out: Path, limit: int, calib: int,
               resets: list[str], methods: list[str], scales: list[float], timesteps: list[int],
               scale_methods: list[str] | None, mean=None, std=None, batch_size: int = 250,
-              max_configs: int | None = None, time_budget: float | None = None) -> dict | None:
+              max_configs: int | None = None, time_budget: float | None = None, device: str = "cpu") -> dict | None:
     """Run (or resume) the sweep; returns the report, or None when stopped early on purpose."""
     wall_start = time.time()
     out.mkdir(parents=True, exist_ok=True)
@@ -113,7 +113,7 @@ def run_study(ann_path: Path, name: str, data: Path, out: Path, limit: int, cali
             started = time.time()
             conversion = convert_model(load_model(ann_path), calibration,
                                        ConversionOptions(threshold=method, reset=reset))
-            network = SpikingNetwork(conversion.model).eval()
+            network = SpikingNetwork(conversion.model).eval().to(device)
             # v_init scales with the threshold so that methods with a non-zero initial potential
             # (e.g. +vhalf) keep it at the same fraction of the threshold.
             print(f"  converted ({RESET_LABELS[reset]} reset, {method}) in {time.time() - started:.0f} s")
@@ -128,7 +128,7 @@ def run_study(ann_path: Path, name: str, data: Path, out: Path, limit: int, cali
                 network.configure_neurons({
                     name: dataclasses.replace(values, threshold=values.threshold * scale, v_init=values.v_init * scale)
                     for name, values in conversion.neurons.items()})
-                curve = simulate(network, x, labels, timesteps, batch_size)
+                curve = simulate(network, x.to(device), labels.to(device), timesteps, batch_size)
                 done[label] = {"reset": reset, "method": method, "scale": scale,
                                "accuracy": {str(t): a for t, a in curve.items()},
                                "seconds": round(time.time() - started, 1)}
@@ -304,6 +304,7 @@ def main(argv=None) -> dict:
     p.add_argument("--std")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=250)
+    p.add_argument("--device", default="cpu", help="where the SNN is simulated (calibration stays on the CPU)")
     p.add_argument("--max-configs", type=int, default=None, help="stop after N configurations; rerun to continue")
     p.add_argument("--time-budget", type=float, default=None,
                    help="start no configuration after this many seconds; rerun to continue")
@@ -325,7 +326,7 @@ def main(argv=None) -> dict:
     report = run_study(args.model, args.name or args.model.stem, args.data, args.out / (args.name or args.model.stem),
                        args.limit, args.calib, args.resets.split(","), args.methods.split(","), scales, timesteps,
                        args.scale_methods.split(",") if args.scale_methods else None, args.mean, args.std,
-                       args.batch_size, args.max_configs, args.time_budget)
+                       args.batch_size, args.max_configs, args.time_budget, args.device)
     return report if report is not None else {"stopped": True}
 
 
