@@ -204,7 +204,7 @@ def plot_soft_vs_hard(report: dict, path: Path) -> None:
 
     runs, ann = report["runs"], report["ann_accuracy"]
     methods = sorted({run["method"] for run in runs.values()})
-    colours = dict(zip(methods, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4))
+    colours = dict(zip(methods, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4, strict=False))
     figure, axes = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     for run in sorted(runs.values(), key=lambda r: (r["method"], r["reset"] != "subtract")):
         if run["scale"] != 1.0:

@@ -272,7 +272,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=None, help="train on a class-balanced subset (smoke tests)")
     p.add_argument("--max-batches", type=int, default=None, help="stop each epoch after N batches (smoke tests)")
     p.add_argument("--chunk", type=int, default=None, help="stop after this many epochs; rerun to resume")
-    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps in this run; rerun to resume")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="stop after this many steps in this run; rerun to resume")
     p.add_argument("--time-budget", type=float, default=None,
                    help="stop training once this many seconds of wall time have passed since start "
                         "(checked before each step), checkpoint, export; rerun to resume")
@@ -325,8 +326,8 @@ def probe(args, model, optimizer, images, labels, device, memory_format, per_epo
     run(args.probe)  # warm-up: cudnn autotuning, compilation
     started = time.time()
     run(args.probe)
-    result = {"model": args.model, "width_mult": args.width_mult, "seconds_per_step": (time.time() - started) / args.probe,
-              "steps_per_epoch": per_epoch, "batch_size": args.batch_size}
+    result = {"model": args.model, "width_mult": args.width_mult,
+              "seconds_per_step": (time.time() - started) / args.probe, "steps_per_epoch": per_epoch, "batch_size": args.batch_size}
     print(json.dumps(result))
     return result
 
@@ -368,7 +369,8 @@ def main(argv=None) -> dict:
                                  {"params": no_decay, "weight_decay": 0.0}], lr=lr, momentum=0.9, nesterov=True)
 
     images, labels = cached_split(args.data, "train", args.limit)
-    per_epoch = -(-len(labels) // args.batch_size)
+    # A compiled model would recompile for the short last batch (tens of seconds): drop it then.
+    per_epoch = len(labels) // args.batch_size if args.compile else -(-len(labels) // args.batch_size)
     if args.max_batches:
         per_epoch = min(per_epoch, args.max_batches)
     total_steps = per_epoch * args.epochs
