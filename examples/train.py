@@ -327,7 +327,8 @@ def probe(args, model, optimizer, images, labels, device, memory_format, per_epo
     started = time.time()
     run(args.probe)
     result = {"model": args.model, "width_mult": args.width_mult,
-              "seconds_per_step": (time.time() - started) / args.probe, "steps_per_epoch": per_epoch, "batch_size": args.batch_size}
+              "seconds_per_step": (time.time() - started) / args.probe, "steps_per_epoch": per_epoch,
+              "batch_size": args.batch_size}
     print(json.dumps(result))
     return result
 
