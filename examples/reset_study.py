@@ -153,17 +153,23 @@ def summarize(name: str, ann: float, settings: dict, runs: dict[str, dict]) -> d
         at_one = {runs[label]["method"]: t for t, label in candidates if runs[label]["scale"] == 1.0}
         best = min(reached) if reached else (None, None)
         lowest[word] = {"lowest_T_within_1pct": best[0], "configuration": best[1], "per_method_scale_1": at_one}
-    per_method = {}  # method -> reset word -> {"scale_1": T, "best": T, "best_scale": s}
-    for label, run in runs.items():
+    return {"name": name, "label": network_label(name, settings.get("width_mult")), "ann_accuracy": ann,
+            **settings, "runs": runs, "lowest_T_within_1pct": lowest,
+            "lowest_T_per_method": lowest_per_method(runs, ann)}
+
+
+def lowest_per_method(runs: dict[str, dict], ann: float) -> dict:
+    """method -> reset word -> {"scale_1": lowest T at scale 1, "best": over the scales, "best_scale"}."""
+    per_method: dict[str, dict] = {}
+    for run in runs.values():
         entry = per_method.setdefault(run["method"], {}).setdefault(
             RESET_LABELS[run["reset"]], {"scale_1": None, "best": None, "best_scale": None})
-        t = lowest_t_within(curves[label], ann)
+        t = lowest_t_within({int(k): a for k, a in run["accuracy"].items()}, ann)
         if run["scale"] == 1.0:
             entry["scale_1"] = t
         if t is not None and (entry["best"] is None or t < entry["best"]):
             entry["best"], entry["best_scale"] = t, run["scale"]
-    return {"name": name, "label": network_label(name, settings.get("width_mult")), "ann_accuracy": ann,
-            **settings, "runs": runs, "lowest_T_within_1pct": lowest, "lowest_T_per_method": per_method}
+    return per_method
 
 
 def _plot_scales(runs: dict[str, dict], ann: float, steps: list[int], path: Path, title: str) -> None:
@@ -210,11 +216,13 @@ def plot_soft_vs_hard(report: dict, path: Path) -> None:
         if run["scale"] != 1.0:
             continue
         curve = sorted((int(t), a) for t, a in run["accuracy"].items())
-        axes.plot([t for t, _ in curve], [100 * a for _, a in curve], marker="o", color=colours[run["method"]],
-                  linestyle="-" if run["reset"] == "subtract" else "--",
-                  label=f"{RESET_LABELS[run['reset']]}, {run['method']}")
+        soft = run["reset"] == "subtract"
+        axes.plot([t for t, _ in curve], [100 * a for _, a in curve], color=colours[run["method"]],
+                  marker="o" if soft else "s", fillstyle="full" if soft else "none",
+                  linestyle="-" if soft else "--", label=f"{RESET_LABELS[run['reset']]}, {run['method']}")
     axes.axhline(100 * ann, color="black", linestyle=":", label=f"ANN {100 * ann:.2f}%")
     axes.set_xscale("log", base=2)
+    axes.set_xticks(report["timesteps"], [str(t) for t in report["timesteps"]])
     axes.set_xlabel("timesteps T")
     axes.set_ylabel("accuracy (%)")
     axes.set_title(f"{report.get('label', report['name'])}: soft (solid) vs hard (dashed) reset, "
@@ -240,7 +248,9 @@ def lowest_t_table(reports: list[dict]) -> str:
 
     lines = ["| network | ANN | method | soft reset | hard reset |", "|---|---:|---|---:|---:|"]
     for report in reports:
-        for method, entries in sorted(report["lowest_T_per_method"].items()):
+        # studies written before this table existed hold only the runs: derive it from them
+        per_method = report.get("lowest_T_per_method") or lowest_per_method(report["runs"], report["ann_accuracy"])
+        for method, entries in sorted(per_method.items()):
             lines.append(f"| {report.get('label', report['name'])} | {100 * report['ann_accuracy']:.2f}% "
                          f"({report['n']} images) | {method} | {cell(entries.get('soft'), report['timesteps'])} | "
                          f"{cell(entries.get('hard'), report['timesteps'])} |")
