@@ -4,6 +4,10 @@
 - ``vgg5``: conv64 - avgpool - conv128 - conv128 - avgpool - FC4096 - FC4096 - FC10, dropout, no bias
   (Rathi et al. 2020). ``width`` scales the FC layers for CPU budgets (4096 is the paper's).
 - ``vgg16``: the standard CIFAR VGG16 (13 conv + classifier) with average pooling instead of max pooling.
+
+``width_mult`` (vgg5 and vgg16) multiplies every conv and hidden FC width and keeps the layer
+structure (same depth, pools, kernel sizes): 0.25 costs ~1/16 of the multiply-adds. A model trained
+narrower is a different network; every figure made with it is labelled with its multiplier.
 """
 from __future__ import annotations
 
@@ -30,16 +34,24 @@ def small_cnn(classes: int = 10) -> nn.Module:
     )
 
 
-def vgg5(classes: int = 10, width: int = 4096, dropout: float = 0.2) -> nn.Module:
+def scaled(channels: int, width_mult: float) -> int:
+    """A layer width times the multiplier, rounded, at least 1."""
+    if width_mult <= 0:
+        raise ValueError(f"width_mult must be positive, got {width_mult}")
+    return max(1, round(channels * width_mult))
+
+
+def vgg5(classes: int = 10, width: int = 4096, dropout: float = 0.2, width_mult: float = 1.0) -> nn.Module:
     """Rathi et al. 2020's VGG5: no bias anywhere, dropout after each ReLU of the classifier."""
     def conv(cin, cout):
         return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.ReLU(inplace=True), nn.Dropout(dropout)]
 
+    c64, c128, width = scaled(64, width_mult), scaled(128, width_mult), scaled(width, width_mult)
     model = nn.Sequential(
-        *conv(3, 64), nn.AvgPool2d(2),                # 16x16
-        *conv(64, 128), *conv(128, 128), nn.AvgPool2d(2),  # 8x8
+        *conv(3, c64), nn.AvgPool2d(2),                # 16x16
+        *conv(c64, c128), *conv(c128, c128), nn.AvgPool2d(2),  # 8x8
         nn.Flatten(),
-        nn.Linear(128 * 8 * 8, width, bias=False), nn.ReLU(inplace=True), nn.Dropout(0.5),
+        nn.Linear(c128 * 8 * 8, width, bias=False), nn.ReLU(inplace=True), nn.Dropout(0.5),
         nn.Linear(width, width, bias=False), nn.ReLU(inplace=True), nn.Dropout(0.5),
         nn.Linear(width, classes, bias=False),
     )
@@ -54,7 +66,7 @@ def vgg5(classes: int = 10, width: int = 4096, dropout: float = 0.2) -> nn.Modul
 VGG16_LAYOUT = [64, 64, "P", 128, 128, "P", 256, 256, 256, "P", 512, 512, 512, "P", 512, 512, 512, "P"]
 
 
-def vgg16(classes: int = 10) -> nn.Module:
+def vgg16(classes: int = 10, width_mult: float = 1.0) -> nn.Module:
     """The CIFAR VGG16 (BatchNorm, folded at conversion) with average pooling; 512 -> classes head."""
     layers: list[nn.Module] = []
     channels = 3
@@ -62,9 +74,9 @@ def vgg16(classes: int = 10) -> nn.Module:
         if item == "P":
             layers.append(nn.AvgPool2d(2))
         else:
-            layers += conv_bn_relu(channels, item)
-            channels = item
-    layers += [nn.Flatten(), nn.Dropout(0.2), nn.Linear(512, classes)]
+            layers += conv_bn_relu(channels, scaled(item, width_mult))
+            channels = scaled(item, width_mult)
+    layers += [nn.Flatten(), nn.Dropout(0.2), nn.Linear(channels, classes)]
     return nn.Sequential(*layers)
 
 
