@@ -45,7 +45,7 @@ def signed_burst_step(x: torch.Tensor, v: torch.Tensor, count: torch.Tensor, thr
 
 def neuron_scan(current: torch.Tensor, v: torch.Tensor, threshold: torch.Tensor, *, reset: str = "subtract",
                 bias: torch.Tensor | None = None, signed: bool = False, burst: int = 1,
-                count: torch.Tensor | None = None, out: torch.Tensor | None = None
+                count: torch.Tensor | None = None, out: torch.Tensor | None = None, weighted: bool = False
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """``T`` timesteps of the IF neuron on the currents ``current[T, ...]``: the one implementation
     of the neuron dynamics that the runtime, the calibration methods and SpikeNorm all call.
@@ -63,7 +63,8 @@ def neuron_scan(current: torch.Tensor, v: torch.Tensor, threshold: torch.Tensor,
 
     ``v`` (and ``count``, needed for signed spikes) are updated in place and returned. ``out``
     (``[T, ...]``, any dtype) receives each step's signed spike count k; without it a new tensor
-    of the current's dtype is returned.
+    of the current's dtype is returned. ``weighted`` writes ``k * threshold`` instead (the IF node's
+    output), which saves a pass; exact when ``out`` is float32 or wider.
     """
     extended = signed or burst > 1
     if extended and reset != "subtract":
@@ -73,19 +74,25 @@ def neuron_scan(current: torch.Tensor, v: torch.Tensor, threshold: torch.Tensor,
     if out is None:
         out = stacked_like(v if v.shape == current.shape[1:] else current[0], current.shape[0], current.dtype)
     if not extended:
-        # Three in-place passes per step and no allocation: large temporaries cost page faults.
-        # k is written straight into out[t]; v - k*threshold (addcmul with k in {0, 1}) and
-        # v - v*k give exactly v - threshold / 0 where the neuron fired, and v elsewhere.
+        # Three or four in-place passes per step and no allocation (large temporaries cost page
+        # faults). k is written straight into out[t]; since k is 0 or 1, v - k*threshold and
+        # v - v*k are exactly v - threshold (soft) or 0 (hard) where the neuron fired, v elsewhere.
         for t in range(current.shape[0]):
             v.add_(current[t])
             if bias is not None:
                 v.add_(bias)
             k = out[t]
             torch.ge(v, threshold, out=k)
-            if reset == "subtract":
-                v.addcmul_(k, threshold, value=-1.0) if torch.is_tensor(threshold) else v.add_(k, alpha=-threshold)
-            else:
+            if reset == "zero":
                 v.addcmul_(v, k, value=-1.0)
+                if weighted:
+                    k.mul_(threshold)
+            elif weighted:
+                v.sub_(k.mul_(threshold))
+            elif torch.is_tensor(threshold):
+                v.addcmul_(k, threshold, value=-1.0)
+            else:
+                v.add_(k, alpha=-threshold)
         return out, v, count
     for t in range(current.shape[0]):
         v.add_(current[t])
@@ -97,7 +104,7 @@ def neuron_scan(current: torch.Tensor, v: torch.Tensor, threshold: torch.Tensor,
             k = torch.where(v < 0, -undo, k)
             count.add_(k)
         v.sub_(k * threshold)
-        out[t] = k
+        out[t] = k * threshold if weighted else k
     return out, v, count
 
 
@@ -198,8 +205,13 @@ class IF(StatefulOp):
                 self.v_init, x.ndim)
             state = (v, torch.zeros_like(v)) if self.extended else v
         v, count = state if self.extended else (state, None)
-        out = stacked_like(v, currents.shape[0], out_dtype or currents.dtype)
-        spikes, v, count = neuron_scan(currents, v, threshold, reset=self.reset,
+        # Mixed-dtype elementwise ops are slow on CPU: a reduced-precision block is converted to
+        # float32 once, scanned, and its outputs converted back once.
+        out = stacked_like(v, currents.shape[0], torch.promote_types(currents.dtype, v.dtype))
+        spikes, v, count = neuron_scan(currents.to(v.dtype), v, threshold, reset=self.reset,
                                        bias=channel_view(self.bias, x.ndim) if self.has_bias else None,
-                                       signed=self.signed, burst=self.burst, count=count, out=out)
-        return spikes.mul_(threshold), ((v, count) if self.extended else v)
+                                       signed=self.signed, burst=self.burst, count=count, out=out, weighted=True)
+        dtype = out_dtype or currents.dtype
+        if dtype != spikes.dtype:
+            spikes = stacked_like(v, currents.shape[0], dtype).copy_(spikes)
+        return spikes, ((v, count) if self.extended else v)
