@@ -219,3 +219,27 @@ class Stream:
             self.run._repeated = {}
             self.last_input = fn(self.last_input)
         return self
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory for reuse instead of returning it to the OS.
+
+    Each block allocates tensors of several MB; by default glibc serves them with fresh mmap
+    pages (or trims the heap), so every block pays page faults that can cost as much as the
+    arithmetic. This is process-wide, so the library never calls it on its own: the command
+    line (evaluate) and the benchmark do. Peak memory is unchanged; it is just not given back.
+    Returns whether the setting took effect (glibc on Linux only).
+    """
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    largest_mmap_threshold = 32 * 1024**2  # glibc's ceiling on 64-bit; larger tensors still use mmap
+    return bool(libc.mallopt(m_trim_threshold, 1 << 30)) and bool(libc.mallopt(m_mmap_threshold,
+                                                                                 largest_mmap_threshold))
