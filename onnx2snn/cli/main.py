@@ -52,6 +52,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                       ann_path=args.ann, device=args.device, batch_size=args.batch_size, mean=args.mean,
                       std=args.std, checkpoint=checkpoint, count_spikes=args.spikes, progress=args.progress,
                       max_memory=args.max_memory)
+    if result.rank:  # torchrun: every rank holds the summed result; rank 0 reports it
+        return 0
     report = result.to_json()
     if args.json:
         atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
