@@ -19,7 +19,7 @@ from ._atomic import atomic_write_text
 from .data import load_split, parse_floats, to_tensor
 from .errors import ConfigError, InvalidModelError
 from .onnx_io import load_model, sha256_file
-from .resources import evaluation_batch_size
+from .resources import evaluation_batch_size, parse_size
 from .runtime import load
 from .runtime.blocks import keep_freed_memory
 from .runtime.distributed import setup as setup_distributed
@@ -101,6 +101,7 @@ def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = 
     if not device.startswith("cuda"):
         keep_freed_memory()  # reuse freed blocks instead of page-faulting fresh ones (process-wide)
     network = load(snn_path).to(device).eval().set_precision(precision)
+    network.block_memory = min(network.block_memory, parse_size(max_memory) // 8)  # timesteps run at once
     fast_layout = torch.channels_last  # ~15% faster convolutions on CPU for spike tensors
     network.to(memory_format=fast_layout)
     mean, std = _normalization(network.metadata, mean, std)

@@ -72,7 +72,9 @@ def neuron_scan(current: torch.Tensor, v: torch.Tensor, threshold: torch.Tensor,
     if signed and count is None:
         count = torch.zeros_like(v)
     if out is None:
-        out = stacked_like(v if v.shape == current.shape[1:] else current[0], current.shape[0], current.dtype)
+        shape = torch.broadcast_shapes(current.shape[1:], v.shape)
+        like = v if v.shape == shape else torch.empty(shape, device=current.device)
+        out = stacked_like(like, current.shape[0], current.dtype)
     if not extended:
         # Three or four in-place passes per step and no allocation (large temporaries cost page
         # faults). k is written straight into out[t]; since k is 0 or 1, v - k*threshold and
