@@ -78,19 +78,17 @@ def resnet20_from_onnx(path) -> ResNet20:
 
 
 def available() -> dict[str, str]:
-    """Installed peers and their versions."""
+    """Installed peers and their versions (importable, not just listed)."""
+    import importlib.util
+    from importlib.metadata import PackageNotFoundError, version
+
     found = {}
-    try:
-        import spikingjelly  # noqa: F401
-        from importlib.metadata import version
-        found["spikingjelly"] = version("spikingjelly")
-    except Exception:
-        pass
-    try:
-        import sinabs
-        found["sinabs"] = sinabs.__version__
-    except Exception:
-        pass
+    for name in ("spikingjelly", "sinabs"):
+        try:
+            if importlib.util.find_spec(name) is not None:
+                found[name] = version(name)
+        except (PackageNotFoundError, ImportError, ValueError):
+            continue
     return found
 
 

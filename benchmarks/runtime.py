@@ -111,7 +111,6 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.rss_child:
         return rss_child(args)
-    import numpy as np
     import onnxruntime as ort
     import torch
 
@@ -222,7 +221,7 @@ def main(argv=None) -> dict:
     t_peer = min(timesteps)
     peer_times = {k: v for k, v in times.items() if k.startswith(("spikingjelly", "sinabs"))}
     ours = min(times[f"snn_{p}_T{t_peer}_s"] for p in precisions)
-    result["images_per_s_T%d" % t_peer] = round(args.batch / ours, 1)
+    result[f"images_per_s_T{t_peer}"] = round(args.batch / ours, 1)
     if peer_times:
         fastest = min(peer_times, key=peer_times.get)
         result["fastest_peer"] = fastest

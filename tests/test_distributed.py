@@ -10,7 +10,7 @@ MEAN, STD = "0.5,0.5,0.5", "0.25,0.25,0.25"
 
 
 def run(args, env=None):
-    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, timeout=600,
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, timeout=600, check=False,
                           env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
 
 

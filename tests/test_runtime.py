@@ -8,15 +8,15 @@ import functools
 import numpy as np
 import pytest
 import torch
-
 from helpers import small_cnn
+from torch_models import build, export
+
 from onnx2snn.converter.normalize import normalize
 from onnx2snn.converter.thresholds import ThresholdMethod, compute_thresholds
 from onnx2snn.runtime.network import SpikingNetwork
-from torch_models import build, export
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def network(arch: str) -> SpikingNetwork:
     """A calibrated spiking network: ``small`` (8x8 input) or a tests/torch_models architecture."""
     if arch == "small":

@@ -22,8 +22,8 @@ from onnx import numpy_helper
 from torch import nn
 
 from .. import ops
-from . import blocks
 from ..errors import InvalidModelError, UnsupportedOpError
+from . import blocks
 
 Probe = Callable[[int, torch.Tensor], None]
 
