@@ -160,3 +160,15 @@ def test_cuda_matches_cpu(arch):
     gpu_net.to("cpu")
     second = gpu_net.step(x)
     assert first.device.type == "cuda" and second.device.type == "cpu"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_evaluate_on_cuda_without_a_gpu_is_one_clean_error(tmp_path, small_cnn_file, tiny_images):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "onnx2snn", "evaluate", small_cnn_file, "--data", tiny_images,
+                             "-T", "2", "--device", "cuda"], capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no CUDA device" in lines[0], result.stderr
