@@ -85,8 +85,27 @@ def ensure_snn(args) -> str:
     return str(out)
 
 
+def _reset_peak_rss() -> None:
+    """ru_maxrss survives fork+exec (a child would report its parent's peak): reset VmHWM."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _peak_rss_mib() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def rss_child(args) -> None:
-    """One simulation to T in this fresh process; print the peak RSS in MiB."""
+    """One simulation to T in this fresh process; print the process's peak RSS in MiB."""
+    _reset_peak_rss()
     import torch
 
     from onnx2snn.runtime import load
@@ -96,7 +115,7 @@ def rss_child(args) -> None:
     x = load_batch(args, args.batch)
     net = load(args.snn).eval()
     net.simulate(x, args.rss_child)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(_peak_rss_mib())
 
 
 def peak_rss(args, snn: str, timesteps: int) -> float:
@@ -193,6 +212,10 @@ def main(argv=None) -> dict:
         for name, fn in ann1.items():
             best_of(b1, name, min(timed(fn) for _ in range(20)) * 1e3)
         best_of(b1, "snn_simulate_b1_ms_per_step", timed(lambda: net.simulate(x1, 64)) / 64 * 1e3)
+        if "bfloat16" in precisions:
+            net.set_precision("bfloat16")
+            best_of(b1, "snn_simulate_b1_bf16_ms_per_step", timed(lambda: net.simulate(x1, 64)) / 64 * 1e3)
+            net.set_precision("float32")
 
         def stream():
             net.reset()
@@ -233,6 +256,8 @@ def main(argv=None) -> dict:
     ann_b1 = min(b1["ann_onnxruntime_b1_ms"], b1["ann_torch_b1_ms"])
     result["batch1_step_over_ann"] = round(b1["snn_step_b1_ms_per_step"] / ann_b1, 2)
     result["batch1_simulate_over_ann"] = round(b1["snn_simulate_b1_ms_per_step"] / ann_b1, 2)
+    if "snn_simulate_b1_bf16_ms_per_step" in b1:
+        result["batch1_simulate_bf16_over_ann"] = round(b1["snn_simulate_b1_bf16_ms_per_step"] / ann_b1, 2)
     if not args.no_memory and device.type == "cpu":
         rss32, rss256 = peak_rss(args, snn_path, 32), peak_rss(args, snn_path, 256)
         result.update(peak_rss_T32_mib=round(rss32, 1), peak_rss_T256_mib=round(rss256, 1),
