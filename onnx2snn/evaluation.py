@@ -23,7 +23,10 @@ from .dialect import METADATA, read_spiking, sha256_file
 from .errors import ConfigError, InvalidModelError
 from .resources import evaluation_batch_size
 from .runtime import SpikingNetwork
+from .runtime.blocks import keep_freed_memory
+from .runtime.distributed import setup as setup_distributed
 from .runtime.timesteps import timestep_list
+from .sizes import parse_size
 from .stats import SpikeRecorder, graph_costs, summarize
 
 DEFAULT_TIMESTEPS = (16, 32, 64, 128, 256)
@@ -38,6 +41,7 @@ class Evaluation:
     settings: dict
     seconds: float
     statistics: object | None = None  # stats.SpikeStatistics when asked for
+    rank: int = 0  # under torchrun: this process's rank (every rank holds the same summed result)
 
     def to_json(self) -> dict:
         return {
@@ -76,19 +80,27 @@ def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = 
              mean=None, std=None, checkpoint: str | os.PathLike | None = None,
              count_spikes: bool = False, progress: bool = False,
              max_memory: int | str | None = None, stats: bool = False,
-             traces: dict[str, list[int]] | None = None, costs: dict[str, float] | None = None) -> Evaluation:
+             traces: dict[str, list[int]] | None = None, costs: dict[str, float] | None = None,
+             precision: str = "float32") -> Evaluation:
     """Evaluate a spiking ONNX file; one simulation to max(timesteps) per batch.
 
     ``mean``/``std`` override the input normalization the file stores. An ANN file is refused
     (convert it first). ``stats`` (or ``traces``) records spike statistics (``onnx2snn.stats``);
-    such a run starts from the beginning (per-neuron counts are not checkpointed).
+    such a run starts from the beginning (per-neuron counts are not checkpointed). Under
+    ``torchrun`` each process evaluates one shard of the images and the counts are summed (see
+    runtime/distributed.py). ``precision`` is the synaptic ops' dtype (``SpikingNetwork.set_precision``).
     """
     timesteps = timestep_list(timesteps)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("device cuda was asked for, but torch sees no CUDA device", parameter="device")
+    world = setup_distributed(device)
+    device = world.device(device)
     started = time.time()
+    if not device.startswith("cuda"):
+        keep_freed_memory()  # reuse freed blocks instead of page-faulting fresh ones (process-wide)
     model = read_spiking(snn_path)
-    network = SpikingNetwork(model).to(device).eval()
+    network = SpikingNetwork(model).to(device).eval().set_precision(precision)
+    network.block_memory = min(network.block_memory, parse_size(max_memory) // 8)  # timesteps run at once
     fast_layout = torch.channels_last  # ~15% faster convolutions on CPU for spike tensors
     network.to(memory_format=fast_layout)
     mean, std = input_normalization(network.metadata, mean, std)
@@ -102,6 +114,13 @@ def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = 
                 "batch_size": batch_size, "device": device,
                 "threshold_method": network.metadata.get(METADATA.threshold_method),
                 "reset": network.metadata.get(METADATA.reset)}
+    if world.active:
+        settings["world_size"] = world.size
+        checkpoint = f"{checkpoint}.rank{world.rank}" if checkpoint else None
+    if precision != "float32":
+        settings["precision"] = precision
+    n = len(x)
+    x, labels = x[world.shard(n)], labels[world.shard(n)]
 
     state = {"done": 0, "correct": {str(t): 0 for t in timesteps}, "spikes": 0.0}
     key = json.dumps({k: v for k, v in settings.items() if k != "device"}, sort_keys=True)
@@ -127,15 +146,10 @@ def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = 
             recorder.start_batch(len(batch))
 
         step_share = len(batch) / timesteps[-1]
-
-        def on_step(t, env, states, share=step_share):
-            if recorder is not None:
-                recorder(t, env, states)
-            if bar is not None:
-                bar.update(share)
-
         sim = network.simulate(batch, timesteps, count_spikes=count_spikes,
-                               on_step=on_step if recorder is not None or bar is not None else None)
+                               on_step=recorder,  # None keeps the fast time-blocked path
+                               progress=(lambda steps, share=step_share: bar.update(share * steps))
+                               if bar is not None else None)
         for t, out in sim.outputs.items():
             state["correct"][str(t)] += int((out.argmax(1) == target).sum())
         state["spikes"] += sum(sim.spikes.values())
@@ -149,16 +163,22 @@ def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = 
         bar.close()
 
     ann_accuracy = None
+    ann_correct = 0.0
     if ann_path is not None:
         predictions = ann_predictions(ann_path, x.numpy())
-        ann_accuracy = float((predictions == images.labels).mean())
+        ann_correct = float((predictions == labels.numpy()).sum())
         settings["ann_model"] = os.path.basename(os.fspath(ann_path))
-    n = len(x)
+    totals = world.sum([state["correct"][str(t)] for t in timesteps] + [state["spikes"], ann_correct], device)
+    correct = dict(zip(timesteps, totals))
+    if world.active and checkpoint:  # the summed result is complete; rank files would go stale
+        Path(checkpoint).unlink(missing_ok=True)
+    if ann_path is not None:
+        ann_accuracy = totals[-1] / n
     statistics = None
     if recorder is not None:
         statistics = summarize(recorder, graph, costs, timesteps)
     return Evaluation(
         n=n, ann_accuracy=ann_accuracy,
-        snn_accuracy={t: state["correct"][str(t)] / n for t in timesteps},
-        spikes_per_image=(state["spikes"] / n) if count_spikes else None,
-        settings=settings, seconds=time.time() - started, statistics=statistics)
+        snn_accuracy={t: correct[t] / n for t in timesteps},
+        spikes_per_image=(totals[-2] / n) if count_spikes else None,
+        settings=settings, seconds=time.time() - started, statistics=statistics, rank=world.rank)

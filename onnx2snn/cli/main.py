@@ -251,6 +251,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                           progress=_progress_wanted(args), max_memory=args.max_memory, stats=stats,
                           traces=traces, costs=costs)
         results.append((path, result))
+        if result.rank:  # torchrun: every rank holds the summed result; rank 0 reports it
+            continue
         ann = f"{100 * result.ann_accuracy:.2f}%" if result.ann_accuracy is not None else "n/a"
         lines = ([""] if len(results) > 1 else []) + [f"{path}: images: {result.n}   ANN: {ann}"]
         lines += [f"T={t:<5d} SNN: {100 * accuracy:.2f}%" for t, accuracy in sorted(result.snn_accuracy.items())]
@@ -259,6 +261,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         _say(args, "\n".join(lines))
         if args.stats:
             _print_stats(args, _run_label(result, path), result)
+    if results[0][1].rank:
+        return 0
     written = []
     if to_file:
         atomic_write_text(args.json, json.dumps(results[0][1].to_json(), indent=2) + "\n")

@@ -44,7 +44,7 @@ def signed_burst_step(x: torch.Tensor, v: torch.Tensor, count: torch.Tensor, thr
 
 def neuron_scan(current: torch.Tensor, v: torch.Tensor, threshold: torch.Tensor, *, reset: str = "subtract",
                 bias: torch.Tensor | None = None, signed: bool = False, burst: int = 1,
-                count: torch.Tensor | None = None, out: torch.Tensor | None = None
+                count: torch.Tensor | None = None, out: torch.Tensor | None = None, weighted: bool = False
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """``T`` timesteps of the IF neuron on the currents ``current[T, ...]``: the one implementation
     of the neuron dynamics that the runtime, the calibration methods and SpikeNorm all call.
@@ -62,7 +62,8 @@ def neuron_scan(current: torch.Tensor, v: torch.Tensor, threshold: torch.Tensor,
 
     ``v`` (and ``count``, needed for signed spikes) are updated in place and returned. ``out``
     (``[T, ...]``, any dtype) receives each step's signed spike count k; without it a new tensor
-    of the current's dtype is returned.
+    of the current's dtype is returned. ``weighted`` writes ``k * threshold`` instead (the IF node's
+    output), which saves a pass; exact when ``out`` is float32 or wider.
     """
     extended = signed or burst > 1
     if extended and reset != "subtract":
@@ -70,28 +71,52 @@ def neuron_scan(current: torch.Tensor, v: torch.Tensor, threshold: torch.Tensor,
     if signed and count is None:
         count = torch.zeros_like(v)
     if out is None:
-        out = torch.empty(current.shape[:1] + torch.broadcast_shapes(current.shape[1:], v.shape),
-                          dtype=current.dtype, device=current.device)
+        shape = torch.broadcast_shapes(current.shape[1:], v.shape)
+        like = v if v.shape == shape else torch.empty(shape, device=current.device)
+        out = stacked_like(like, current.shape[0], current.dtype)
+    if not extended:
+        # Three or four in-place passes per step and no allocation (large temporaries cost page
+        # faults). k is written straight into out[t]; since k is 0 or 1, v - k*threshold and
+        # v - v*k are exactly v - threshold (soft) or 0 (hard) where the neuron fired, v elsewhere.
+        for t in range(current.shape[0]):
+            v.add_(current[t])
+            if bias is not None:
+                v.add_(bias)
+            k = out[t]
+            torch.ge(v, threshold, out=k)
+            if reset == "zero":
+                v.addcmul_(v, k, value=-1.0)
+                if weighted:
+                    k.mul_(threshold)
+            elif weighted:
+                v.sub_(k.mul_(threshold))
+            elif torch.is_tensor(threshold):
+                v.addcmul_(k, threshold, value=-1.0)
+            else:
+                v.add_(k, alpha=-threshold)
+        return out, v, count
     for t in range(current.shape[0]):
         v.add_(current[t])
         if bias is not None:
             v.add_(bias)
-        if extended:
-            k = torch.clamp(torch.floor(v / threshold), 0, burst)
-            if signed:
-                undo = torch.minimum(torch.clamp(torch.ceil(-v / threshold), 0, burst), count)
-                k = torch.where(v < 0, -undo, k)
-                count.add_(k)
-            v.sub_(k * threshold)
-        else:
-            fired = v >= threshold
-            k = fired.to(v.dtype)
-            if reset == "subtract":
-                v.addcmul_(k, threshold, value=-1.0) if torch.is_tensor(threshold) else v.sub_(k * threshold)
-            else:
-                v.masked_fill_(fired, 0.0)
-        out[t] = k
+        k = torch.clamp(torch.floor(v / threshold), 0, burst)
+        if signed:
+            undo = torch.minimum(torch.clamp(torch.ceil(-v / threshold), 0, burst), count)
+            k = torch.where(v < 0, -undo, k)
+            count.add_(k)
+        v.sub_(k * threshold)
+        out[t] = k * threshold if weighted else k
     return out, v, count
+
+
+def stacked_like(like: torch.Tensor, steps: int, dtype: torch.dtype) -> torch.Tensor:
+    """An empty ``[steps, *like.shape]`` tensor whose every step has ``like``'s memory format
+    (channels_last stays channels_last, so the next convolution needs no layout copy)."""
+    if like.ndim == 4 and not like.is_contiguous() and like.is_contiguous(memory_format=torch.channels_last):
+        flat = torch.empty((steps * like.shape[0], *like.shape[1:]), dtype=dtype, device=like.device,
+                           memory_format=torch.channels_last)
+        return flat.view(steps, *like.shape)
+    return torch.empty((steps, *like.shape), dtype=dtype, device=like.device)
 
 
 def channel_view(values: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -165,16 +190,25 @@ class IF(StatefulOp):
         spikes, v = self.scan(v, x.unsqueeze(0))
         return spikes[0], v
 
-    def scan(self, state, currents: torch.Tensor):
+    def scan(self, state, currents: torch.Tensor, *, out_dtype: torch.dtype | None = None):
         """``T`` steps at once on ``currents[T, N, ...]``: ``(outputs[T, N, ...], state)``; the state
-        (``v``, or ``(v, count)`` for signed/burst neurons) is updated in place."""
+        (``v``, or ``(v, count)`` for signed/burst neurons) is updated in place. The potential is
+        float32 even for bfloat16/float16 currents; ``out_dtype`` (default: the currents') is the
+        dtype of the outputs, which are exact in any float type up to the rounding of the threshold."""
         x = currents[0]
         threshold = channel_view(self.threshold, x.ndim)
         if state is None:
-            v = torch.zeros_like(x) + channel_view(self.v_init, x.ndim)
-            state = (v, torch.zeros_like(x)) if self.extended else v
+            v = torch.zeros_like(x, dtype=torch.promote_types(x.dtype, torch.float32)) + channel_view(
+                self.v_init, x.ndim)
+            state = (v, torch.zeros_like(v)) if self.extended else v
         v, count = state if self.extended else (state, None)
-        spikes, v, count = neuron_scan(currents, v, threshold, reset=self.reset,
+        # Mixed-dtype elementwise ops are slow on CPU: a reduced-precision block is converted to
+        # float32 once, scanned, and its outputs converted back once.
+        out = stacked_like(v, currents.shape[0], torch.promote_types(currents.dtype, v.dtype))
+        spikes, v, count = neuron_scan(currents.to(v.dtype), v, threshold, reset=self.reset,
                                        bias=channel_view(self.bias, x.ndim) if self.has_bias else None,
-                                       signed=self.signed, burst=self.burst, count=count)
-        return spikes * threshold, ((v, count) if self.extended else v)
+                                       signed=self.signed, burst=self.burst, count=count, out=out, weighted=True)
+        dtype = out_dtype or currents.dtype
+        if dtype != spikes.dtype:
+            spikes = stacked_like(v, currents.shape[0], dtype).copy_(spikes)
+        return spikes, ((v, count) if self.extended else v)

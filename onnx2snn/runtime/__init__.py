@@ -9,6 +9,7 @@ import os
 import onnx
 
 from ..dialect import read_spiking
+from .blocks import fast_layout, keep_freed_memory
 from .network import Simulation, SpikingNetwork
 
 
@@ -17,4 +18,4 @@ def load(source: str | os.PathLike | onnx.ModelProto) -> SpikingNetwork:
     return SpikingNetwork(read_spiking(source))
 
 
-__all__ = ["Simulation", "SpikingNetwork", "load"]
+__all__ = ["Simulation", "SpikingNetwork", "fast_layout", "keep_freed_memory", "load"]

@@ -4,6 +4,11 @@ The graph is executed node by node in topological order. Nodes that depend only 
 (constant, analog) input and on weights are *static*: they are computed once per batch and
 not once per timestep. Stateful nodes (neurons) are never static; the network owns their
 state, so the same module runs any number of simulations.
+
+The dynamic nodes run over a *block* of timesteps at once (see ``blocks.py``): time is folded
+into the batch, so each convolution or GEMM is one large call over ``steps x N`` inputs, and
+each neuron scans its ``steps`` currents with ``IF.scan``, its state carried from block to block.
+The block length comes from a memory budget, so peak memory does not grow with T.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from torch import nn
 from .. import ops
 from ..dialect import NeuronParameters
 from ..errors import InvalidModelError, UnsupportedOpError
+from . import blocks
 from .timesteps import timestep_list
 
 Probe = Callable[[int, torch.Tensor], None]
@@ -133,6 +139,13 @@ class SpikingNetwork(nn.Module):
         self.neuron_nodes = [i for i, layer in enumerate(self.layers) if layer.stateful and layer.neuron]
         if not self.neuron_nodes:
             raise InvalidModelError("the graph has no spiking neurons (no ReLU to convert)")
+        self.plan = blocks.BlockPlan.build(self)
+        # Synaptic ops of the dynamic part run in this dtype (float32, or bfloat16/float16 where
+        # measured harmless); membrane potentials stay float32. See set_precision.
+        self.precision = torch.float32
+        self.block_memory = blocks.DEFAULT_BLOCK_MEMORY  # bytes of activations per block
+        self._cast_cache: dict = {}
+        self._stream: blocks.Stream | None = None
 
     @staticmethod
     def _check_order(nodes: Sequence[onnx.NodeProto], known: set[str]) -> None:
@@ -189,16 +202,61 @@ class SpikingNetwork(nn.Module):
         self.run_nodes(env, self.dynamic_nodes, probe=probe)
         return env[self.output_name]
 
+    def set_precision(self, dtype: torch.dtype | str) -> SpikingNetwork:
+        """Run the synaptic ops of the dynamic part in ``dtype`` (``float32``, ``bfloat16`` or
+        ``float16``). Spikes are exact in every one of them; what changes is the rounding of the
+        weights, of the spike amplitude (the threshold) and of each layer's summed current.
+        Membrane potentials and the readout stay float32."""
+        dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+            raise ValueError(f"precision must be float32, bfloat16 or float16, not {dtype}")
+        self.precision = dtype
+        self._cast_cache = {}
+        return self
+
+    def _apply(self, fn, recurse=True):
+        result = super()._apply(fn, recurse)
+        self._cast_cache = {}  # cached weight copies follow the module's device and dtype
+        if self._stream is not None:
+            self._stream = self._stream.apply(fn)
+        return result
+
     @torch.inference_mode()
     def simulate(self, x: torch.Tensor, timesteps: int | Sequence[int], count_spikes: bool = False,
-                 on_step: StepHook | None = None) -> Simulation:
+                 block: int | None = None, on_step: StepHook | None = None,
+                 progress: Callable[[int], None] | None = None) -> Simulation:
         """Run T_max timesteps with ``x`` as a constant input current.
 
         One run yields the readout at every requested T: the output layer's potential
-        accumulated over the first T steps, divided by T. ``on_step(t, env, states)`` (optional)
-        sees every step's tensors and neuron states (spike statistics, membrane traces).
+        accumulated over the first T steps, divided by T. ``block`` timesteps run at once
+        (default: as many as ``block_memory`` allows). ``on_step(t, env, states)`` (optional)
+        sees every step's tensors and neuron states (spike statistics, membrane traces); it runs
+        the per-step interpreter, which keeps every tensor of a step, so it is slower.
+        ``progress(steps)`` (optional) is told how many timesteps each block advanced.
         """
         wanted = timestep_list(timesteps)
+        if on_step is not None:
+            return self._simulate_stepwise(x, wanted, count_spikes, on_step, progress)
+        run = blocks.Run(self, blocks.fast_layout(x), count_spikes)
+        accumulated, outputs, t = None, {}, 0
+        while t < wanted[-1]:
+            steps = min(run.block_length(block), wanted[-1] - t)
+            out = run.block(steps)
+            if progress is not None:
+                progress(steps)
+            for s in range(steps):  # sequential sum: the same figures for any block length
+                step_out = out[s].float()
+                accumulated = step_out.clone() if accumulated is None else accumulated.add_(step_out)
+                t += 1
+                if t in wanted:
+                    outputs[t] = accumulated / t
+        spikes = {self.node_names[i]: run.counts[i] for i in self.neuron_nodes} if count_spikes else {}
+        neurons = {self.node_names[i]: run.sizes[i] for i in self.neuron_nodes} if count_spikes else {}
+        return Simulation(outputs=outputs, spikes=spikes, neurons=neurons)
+
+    def _simulate_stepwise(self, x: torch.Tensor, wanted: list[int], count_spikes: bool,
+                           on_step: StepHook, progress: Callable[[int], None] | None = None) -> Simulation:
+        """The reference interpreter: one timestep at a time, node by node, every tensor kept."""
         env_static = self.static_env(x)
         states: dict[int, object] = {}
         counts = {i: 0.0 for i in self.neuron_nodes}
@@ -208,8 +266,9 @@ class SpikingNetwork(nn.Module):
         for t in range(1, wanted[-1] + 1):
             env = dict(env_static)
             self.run_nodes(env, self.dynamic_nodes, states)
-            if on_step is not None:
-                on_step(t, env, states)
+            on_step(t, env, states)
+            if progress is not None:
+                progress(1)
             out = env[self.output_name]
             accumulated = out.clone() if accumulated is None else accumulated.add_(out)
             if count_spikes:
@@ -226,6 +285,22 @@ class SpikingNetwork(nn.Module):
     def forward(self, x: torch.Tensor, timesteps: int = 32) -> torch.Tensor:
         """Mean output over ``timesteps`` steps (for apps that embed the network as a module)."""
         return self.simulate(x, timesteps).outputs[int(timesteps)]
+
+    # -- streaming ---------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget the state of a stream: the next ``step`` starts from the initial potentials."""
+        self._stream = None
+
+    @torch.inference_mode()
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        """Advance the network held in this module by one timestep with input ``x`` (which may
+        change from step to step: video or event frames) and return this step's output
+        (the increment of the output potential; its running mean is ``simulate``'s readout).
+        The state lives in the module until ``reset``; it moves with ``.to(device)``."""
+        if self._stream is None:
+            self._stream = blocks.Stream()
+        return self._stream.step(self, x)
 
     def neurons(self) -> dict[str, ops.StatefulOp]:
         return {self.node_names[i]: self.layers[i] for i in self.neuron_nodes}
