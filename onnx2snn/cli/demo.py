@@ -8,6 +8,7 @@ from pathlib import Path
 from .._atomic import atomic_write_text
 from ..converter.convert import ConversionOptions, convert
 from ..data import parse_floats
+from ..devices import resolve_device
 from ..errors import DataError, InvalidModelError
 from ..evaluate import evaluate
 from ..onnx_io import load_model
@@ -50,6 +51,7 @@ def default_model(name: str = "small_cnn") -> tuple[Path, tuple, tuple]:
 def run_demo(limit: int, timesteps: list[int], out_dir: Path, device: str = "cpu",
              threshold: str = "percentile:99.9", model: str = "small_cnn") -> dict:
     started = time.time()
+    resolve_device(device)  # an absent accelerator is one clear error before any work
     ann, mean, std = default_model(model)
     data = cifar10_dir()
     print(f"model: {ann}\ndata:  {data} (test split, class-balanced {limit} images; calibration: 256 train images)")

@@ -33,7 +33,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     options = ConversionOptions(threshold=args.threshold, reset=args.reset, maxpool=args.maxpool,
                                 calibration_timesteps=args.calib_timesteps, batch_size=args.batch_size,
-                                max_memory=args.max_memory)
+                                max_memory=args.max_memory, layout=args.layout)
     conversion = convert(args.ann, args.output, args.data, parse_floats(args.mean, "--mean"),
                          parse_floats(args.std, "--std"), calibration_images=args.calib, options=options,
                          seed=args.seed, device=args.device)
@@ -51,7 +51,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate(args.snn, args.data, split=args.split, timesteps=_timesteps(args.T), limit=args.limit,
                       ann_path=args.ann, device=args.device, batch_size=args.batch_size, mean=args.mean,
                       std=args.std, checkpoint=checkpoint, count_spikes=args.spikes, progress=args.progress,
-                      max_memory=args.max_memory)
+                      max_memory=args.max_memory, layout=args.layout)
     report = result.to_json()
     if args.json:
         atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
@@ -115,7 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--max-memory", default="4GB",
                    help="memory budget, e.g. 4GB: batches shrink to fit, or it fails before allocating")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (where the calibration runs)")
+    p.add_argument("--layout", default="auto", choices=["auto", "nchw", "nhwc"],
+                   help="the model's input layout; auto reads it from the graph (a tf2onnx Keras model "
+                        "declaring [N, H, W, 3] is nhwc); stored in the spiking file for evaluate")
     p.set_defaults(run=cmd_convert)
 
     p = sub.add_parser("evaluate", help="accuracy of a spiking model against timesteps")
@@ -133,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-memory", default="4GB",
                    help="memory budget, e.g. 4GB: batches shrink to fit, or it fails before allocating")
     p.add_argument("--spikes", action="store_true", help="also count spikes per image")
+    p.add_argument("--layout", choices=["nchw", "nhwc"], help="override the input layout stored in the model")
     p.add_argument("--progress", action="store_true", help="show a progress bar")
     p.set_defaults(run=cmd_evaluate)
 

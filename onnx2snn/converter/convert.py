@@ -11,6 +11,8 @@ import onnx
 import torch
 
 from .. import __version__
+from ..data.layout import LAYOUTS, resolve_layout, to_layout
+from ..devices import resolve_device
 from ..errors import ConfigError
 from ..ops import SNN_DOMAIN
 from ..ops.neurons import RESET_MODES
@@ -32,6 +34,7 @@ class ConversionOptions:
     batch_size: int = 128
     max_memory: int | str | None = None  # bytes or "4GB"; None = resources.DEFAULT_MAX_MEMORY
     maxpool: str = "spiking"  # "spiking" (max-pool gate) or "average" (substitution, changes the network)
+    layout: str = "auto"  # the input layout: "nchw", "nhwc" (Keras/tf2onnx), or "auto" (read from the graph)
 
     def validate(self) -> ThresholdMethod:
         if self.reset not in RESET_MODES:
@@ -40,6 +43,8 @@ class ConversionOptions:
             raise ConfigError("--calib-timesteps must be at least 1")
         if self.batch_size < 1:
             raise ConfigError("--batch-size must be at least 1")
+        if self.layout not in ("auto", *LAYOUTS):
+            raise ConfigError(f"--layout must be auto, nchw or nhwc, not {self.layout!r}")
         return ThresholdMethod.parse(self.threshold)
 
 
@@ -79,13 +84,16 @@ def write_neuron_parameters(model: onnx.ModelProto, network: SpikingNetwork) -> 
 def convert_model(model: onnx.ModelProto, calibration: torch.Tensor,
                   options: ConversionOptions | None = None,
                   metadata: dict[str, str] | None = None) -> Conversion:
-    """Convert an in-memory ANN with normalized calibration images ``[N, C, H, W]``."""
+    """Convert an in-memory ANN with normalized calibration images in the model's input layout
+    (``[N, C, H, W]``, or ``[N, H, W, C]`` for an NHWC model; see ``options.layout``). The
+    conversion runs on the calibration tensor's device."""
     options = options or ConversionOptions()
     method = options.validate()
     if calibration.ndim < 2 or len(calibration) == 0:
         raise ConfigError("calibration needs at least one image")
+    layout = resolve_layout(model, options.layout)
     canonical = normalize(model, reset=options.reset, maxpool=options.maxpool)
-    network = SpikingNetwork(canonical.model)
+    network = SpikingNetwork(canonical.model).to(calibration.device)
     options = fit_calibration(canonical.model, network, calibration, options)  # memory budget, trial run
     if method.extended_neuron and options.reset != "subtract":
         raise ConfigError(f"threshold method {method} uses signed or burst spikes, which need --reset subtract")
@@ -98,6 +106,7 @@ def convert_model(model: onnx.ModelProto, calibration: torch.Tensor,
         "onnx2snn.reset": options.reset,
         "onnx2snn.calibration_images": str(len(calibration)),
         "onnx2snn.calibration_timesteps": str(options.calibration_timesteps),
+        "onnx2snn.input_layout": layout,
         "onnx2snn.notes": json.dumps(canonical.notes),
         **(metadata or {}),
     }
@@ -115,11 +124,14 @@ def convert(ann_path: str | os.PathLike, output_path: str | os.PathLike, data: s
 
     options = options or ConversionOptions()
     options.validate()
+    target = resolve_device(device)
     if calibration_images < 1:
         raise ConfigError("--calib must be at least 1")
     model = load_model(ann_path)
+    layout = resolve_layout(model, options.layout)
+    options = dataclasses.replace(options, layout=layout)
     images = load_split(data, "train", limit=calibration_images, seed=seed)
-    calibration = to_tensor(images.images, mean, std).to(device)
+    calibration = to_layout(to_tensor(images.images, mean, std), layout).to(target)
     metadata = {
         "onnx2snn.source_sha256": sha256_file(ann_path),
         "onnx2snn.source_name": os.path.basename(os.fspath(ann_path)),
