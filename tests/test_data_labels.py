@@ -109,3 +109,29 @@ def test_convert_and_evaluate_score_a_label_reader_exactly(labelled, tmp_path):
     assert result.n == 27
     assert result.ann_accuracy == 1.0
     assert result.snn_accuracy == {64: 1.0, 128: 1.0}
+
+
+def test_python_batches_keep_pixels_in_place_and_labels_with_images(tmp_path):
+    """CIFAR-10's python batches store each image as 1024 red, then green, then blue values, row
+    by row. Pixels that encode (channel, row, column) and a label must come back in HWC order with
+    their label."""
+    import pickle
+
+    n = 12
+    rows, cols = np.meshgrid(np.arange(32), np.arange(32), indexing="ij")
+    images = np.zeros((n, 32, 32, 3), np.uint8)
+    labels = [(7 * i) % 10 for i in range(n)]
+    for i, label in enumerate(labels):
+        images[i, ..., 0] = rows * 4 + label  # red: the row (and the label)
+        images[i, ..., 1] = cols * 4 + i % 4  # green: the column
+        images[i, ..., 2] = 200 + i  # blue: which image
+    data = images.transpose(0, 3, 1, 2).reshape(n, 3072)  # the file's channel-major rows
+    for name in ["test_batch"] + [f"data_batch_{k}" for k in range(1, 6)]:
+        with open(tmp_path / name, "wb") as handle:
+            pickle.dump({b"labels": labels, b"data": data, b"filenames": []}, handle, protocol=2)
+    loaded = load_split(tmp_path, "test")
+    np.testing.assert_array_equal(loaded.images, images)
+    np.testing.assert_array_equal(loaded.labels, labels)
+    sample = load_split(tmp_path, "train", limit=7, seed=1)  # a shuffled calibration sample
+    np.testing.assert_array_equal(sample.labels, [labels[b - 200] for b in sample.images[:, 0, 0, 2]])
+    np.testing.assert_array_equal(sample.images, images[sample.images[:, 0, 0, 2] - 200])

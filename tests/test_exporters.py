@@ -176,6 +176,7 @@ def neuron_thresholds(canonical: onnx.ModelProto, images: torch.Tensor) -> list[
     return [float(values[name][0]) for name in network.neurons()]
 
 
+@pytest.mark.slow
 def test_resnet20_reexports_give_the_same_canonical_graph_and_thresholds(resnet20, cifar10, tmp_path):
     from onnx2snn.data import load_split, to_tensor
 
