@@ -14,7 +14,7 @@ import pytest
 from onnx import helper
 from PIL import Image
 
-from helpers import make_model, tensor
+from helpers import make_model, nhwc_input, tensor
 from onnx2snn.converter.convert import ConversionOptions, convert
 from onnx2snn.data import load_split
 from onnx2snn.evaluate import evaluate
@@ -96,11 +96,13 @@ def label_reader() -> "onnx.ModelProto":  # noqa: F821
                       {"w1": w1, "b1": b1, "w2": w2, "b2": np.zeros(classes, np.float32)})
 
 
-def test_convert_and_evaluate_score_a_label_reader_exactly(labelled, tmp_path):
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_convert_and_evaluate_score_a_label_reader_exactly(labelled, tmp_path, layout):
     """Every image is classified right by construction, so anything below 100% is a pairing,
-    ordering or counting bug (in the reader, the batching, the resume logic or the accuracy)."""
+    ordering or counting bug (in the reader, the batching, the resume logic or the accuracy).
+    As a Keras/tf2onnx-style graph (NHWC input) its SNN must still match its ANN exactly."""
     ann = tmp_path / "reader.onnx"
-    ann.write_bytes(label_reader().SerializeToString())
+    ann.write_bytes((label_reader() if layout == "nchw" else nhwc_input(label_reader())).SerializeToString())
     snn = tmp_path / "snn.onnx"
     convert(ann, snn, labelled, (0, 0, 0), (1, 1, 1), calibration_images=30,
             options=ConversionOptions(threshold="max"))
@@ -109,6 +111,7 @@ def test_convert_and_evaluate_score_a_label_reader_exactly(labelled, tmp_path):
     assert result.n == 27
     assert result.ann_accuracy == 1.0
     assert result.snn_accuracy == {64: 1.0, 128: 1.0}
+    assert result.settings["input_layout"] == layout
 
 
 def test_python_batches_keep_pixels_in_place_and_labels_with_images(tmp_path):

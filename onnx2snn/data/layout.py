@@ -56,21 +56,24 @@ def _transposed_to_nchw(model: onnx.ModelProto, name: str) -> bool:
 
 
 def detect_layout(model: onnx.ModelProto) -> str:
-    """``"nhwc"`` when the declared input is ``[N, H, W, C]`` with C in (1, 3, 4) last (or, with no
-    usable declared shape, when the input is transposed to NCHW first thing); else ``"nchw"``."""
+    """``"nhwc"`` when the declared input is ``[N, H, W, C]`` with C in (1, 3, 4) last; ``"nchw"``
+    when it is ``[N, C, H, W]``. Where the shape does not tell (none declared, or tiny images such
+    as ``[N, 4, 4, 3]``), an input transposed to NCHW first thing (tf2onnx) means NHWC, and
+    otherwise three channels last do."""
     value = _input(model)
     if value is None:
         return "nchw"
     dims = _declared_dims(value)
-    if dims is not None and len(dims) == 4:
-        first, last = dims[1], dims[3]
-        if last in _IMAGE_CHANNELS and first not in _IMAGE_CHANNELS:
-            return "nhwc"
-        if first in _IMAGE_CHANNELS:
-            return "nchw"
-    if dims is None or len(dims) == 4:
-        return "nhwc" if _transposed_to_nchw(model, value.name) else "nchw"
-    return "nchw"
+    if dims is not None and len(dims) != 4:
+        return "nchw"
+    first, last = (dims[1], dims[3]) if dims is not None else (None, None)
+    if last in _IMAGE_CHANNELS and first not in _IMAGE_CHANNELS:
+        return "nhwc"
+    if first in _IMAGE_CHANNELS and last not in _IMAGE_CHANNELS:
+        return "nchw"
+    if _transposed_to_nchw(model, value.name):
+        return "nhwc"
+    return "nhwc" if last == 3 and first != 3 else "nchw"
 
 
 def resolve_layout(model: onnx.ModelProto, requested: str | None) -> str:
