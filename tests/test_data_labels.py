@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import make_model, nhwc_input, tensor
 from onnx import helper
 from PIL import Image
 
-from helpers import make_model, nhwc_input, tensor
 from onnx2snn.converter.convert import ConversionOptions, convert
 from onnx2snn.data import load_split
 from onnx2snn.evaluate import evaluate
@@ -77,7 +77,7 @@ def test_seeded_calibration_sample_keeps_labels_with_images(labelled):
     assert len(set(images.labels.tolist())) == 10  # still class-balanced
 
 
-def label_reader() -> "onnx.ModelProto":  # noqa: F821
+def label_reader() -> onnx.ModelProto:  # noqa: F821
     """Reads u = (255 x_red - 10) / 20 (the label, with mean 0 and std 1) and outputs the logits
     -|u - k| for k = 0..9, built from ReLUs: -(relu(u - k) + relu(k - u)). The right class wins by
     a margin of 1."""
