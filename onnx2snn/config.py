@@ -12,10 +12,10 @@ import os
 import sys
 from pathlib import Path
 
-from .dialect import load_model
+from .dialect import METADATA, load_model
 from .errors import ConfigError
 
-CONFIG_KEY = "onnx2snn.config"
+CONFIG_KEY = METADATA.config
 
 
 def read_toml(path: str | os.PathLike) -> dict:

@@ -20,6 +20,8 @@ from tqdm import tqdm
 from .atomic import atomic_write_text
 from .data import input_normalization, load_split, to_tensor
 from .dialect import METADATA, read_spiking, sha256_file
+from .data.layout import resolve_layout, to_layout
+from .devices import resolve_device
 from .errors import ConfigError, InvalidModelError
 from .resources import evaluation_batch_size
 from .runtime import SpikingNetwork
@@ -30,6 +32,8 @@ from .sizes import parse_size
 from .stats import SpikeRecorder, graph_costs, summarize
 
 DEFAULT_TIMESTEPS = (16, 32, 64, 128, 256)
+# onnxruntime's input type names and the numpy dtypes fed to them
+_ORT_FLOAT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 
 
 @dataclasses.dataclass
@@ -62,6 +66,11 @@ def ann_predictions(ann_path: str | os.PathLike, x: np.ndarray, batch_size: int 
     except Exception as error:  # onnxruntime raises its own exception types
         raise InvalidModelError(f"{ann_path}: onnxruntime cannot load the ANN ({error})") from error
     feed = session.get_inputs()[0]
+    dtype = _ORT_FLOAT_TYPES.get(feed.type)
+    if dtype is None:
+        raise InvalidModelError(f"{ann_path}: the ANN's input {feed.name!r} is {feed.type}; "
+                                "images can be fed as float, float16 or double only")
+    x = np.asarray(x, dtype=dtype)  # the type the ANN declares (a float16 model takes float16)
     fixed = feed.shape[0] if isinstance(feed.shape[0], int) and feed.shape[0] > 0 else None
     size = fixed or batch_size
     predictions = []
@@ -69,9 +78,23 @@ def ann_predictions(ann_path: str | os.PathLike, x: np.ndarray, batch_size: int 
         chunk = x[start:start + size]
         if fixed and len(chunk) < fixed:  # a fixed-batch export: pad the last batch
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - len(chunk), axis=0)])
-        logits = session.run(None, {feed.name: chunk})[0]
+        try:
+            logits = session.run(None, {feed.name: chunk})[0]
+        except Exception as error:  # onnxruntime raises its own exception types
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise InvalidModelError(f"{ann_path}: onnxruntime cannot run the ANN on the images ({first})") from None
         predictions.append(np.asarray(logits).reshape(len(chunk), -1).argmax(1)[:len(x[start:start + size])])
     return np.concatenate(predictions)
+
+
+def _channels_last(tensor: torch.Tensor) -> torch.Tensor:
+    """``channels_last`` for rank-4 tensors only (the format exists for rank 4; 3-D convs use rank 5)."""
+    return tensor.contiguous(memory_format=torch.channels_last) if tensor.ndim == 4 else tensor
+
+
+def resume_key(settings: dict, **options) -> str:
+    """Everything that changes the results: a checkpoint resumes only a run with an equal key."""
+    return json.dumps({**{k: v for k, v in settings.items() if k != "device"}, **options}, sort_keys=True)
 
 
 def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = "test",
@@ -81,7 +104,7 @@ def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = 
              count_spikes: bool = False, progress: bool = False,
              max_memory: int | str | None = None, stats: bool = False,
              traces: dict[str, list[int]] | None = None, costs: dict[str, float] | None = None,
-             precision: str = "float32") -> Evaluation:
+             precision: str = "float32", layout: str | None = None) -> Evaluation:
     """Evaluate a spiking ONNX file; one simulation to max(timesteps) per batch.
 
     ``mean``/``std`` override the input normalization the file stores. An ANN file is refused
@@ -89,10 +112,10 @@ def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = 
     such a run starts from the beginning (per-neuron counts are not checkpointed). Under
     ``torchrun`` each process evaluates one shard of the images and the counts are summed (see
     runtime/distributed.py). ``precision`` is the synaptic ops' dtype (``SpikingNetwork.set_precision``).
+    ``layout`` (``nchw`` | ``nhwc``) overrides the input layout stored in the model.
     """
     timesteps = timestep_list(timesteps)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("device cuda was asked for, but torch sees no CUDA device", parameter="device")
+    device = str(resolve_device(device))
     world = setup_distributed(device)
     device = world.device(device)
     started = time.time()
@@ -101,11 +124,12 @@ def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = 
     model = read_spiking(snn_path)
     network = SpikingNetwork(model).to(device).eval().set_precision(precision)
     network.block_memory = min(network.block_memory, parse_size(max_memory) // 8)  # timesteps run at once
-    fast_layout = torch.channels_last  # ~15% faster convolutions on CPU for spike tensors
-    network.to(memory_format=fast_layout)
+    # channels_last: ~15% faster convolutions on CPU for spike tensors (rank-4 weights only)
+    network._apply(_channels_last)
     mean, std = input_normalization(network.metadata, mean, std)
+    layout = resolve_layout(model, layout or network.metadata.get(METADATA.input_layout))
     images = load_split(data, split, limit=limit)
-    x = to_tensor(images.images, mean, std)
+    x = to_layout(to_tensor(images.images, mean, std), layout)
     labels = torch.from_numpy(images.labels)
     batch_size = evaluation_batch_size(model, network, x, batch_size, max_memory,
                                        classes=len(images.classes))  # memory budget, trial run
@@ -113,7 +137,7 @@ def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = 
                 "data": images.source, "split": split, "limit": limit, "timesteps": timesteps,
                 "batch_size": batch_size, "device": device,
                 "threshold_method": network.metadata.get(METADATA.threshold_method),
-                "reset": network.metadata.get(METADATA.reset)}
+                "reset": network.metadata.get(METADATA.reset), "input_layout": layout}
     if world.active:
         settings["world_size"] = world.size
         checkpoint = f"{checkpoint}.rank{world.rank}" if checkpoint else None
@@ -123,7 +147,7 @@ def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = 
     x, labels = x[world.shard(n)], labels[world.shard(n)]
 
     state = {"done": 0, "correct": {str(t): 0 for t in timesteps}, "spikes": 0.0}
-    key = json.dumps({k: v for k, v in settings.items() if k != "device"}, sort_keys=True)
+    key = resume_key(settings, mean=mean, std=std, count_spikes=bool(count_spikes))
     recorder = graph = None
     if stats or traces:
         recorder, graph = SpikeRecorder(network, traces), graph_costs(model)
@@ -140,7 +164,8 @@ def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = 
         bar = tqdm(desc=f"SNN T={timesteps[-1]}", unit="img", initial=state["done"], total=len(x),
                    bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} images [{elapsed}<{remaining}]")
     for start in range(state["done"], len(x), batch_size):
-        batch = x[start:start + batch_size].to(device).contiguous(memory_format=fast_layout)
+        batch = x[start:start + batch_size].to(device)
+        batch = _channels_last(batch) if layout == "nchw" else batch
         target = labels[start:start + batch_size].to(device)
         if recorder is not None:
             recorder.start_batch(len(batch))

@@ -56,3 +56,20 @@ def small_cnn(rng: np.random.Generator, batchnorm: bool = False, opset: int = 13
         helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], transB=1, name="fc"),
     ]
     return make_model(nodes, [tensor("x", ["N", 3, 8, 8])], [tensor("y", ["N", 10])], init, opset=opset)
+
+
+def nhwc_input(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` as tf2onnx writes a Keras model: it takes ``[N, H, W, C]`` and transposes it to NCHW
+    (Transpose perm 0,3,1,2) in front of the first layer."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    graph = model.graph
+    value = graph.input[0]
+    dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+    name = value.name
+    graph.input.remove(value)
+    graph.input.insert(0, helper.make_tensor_value_info(f"{name}_nhwc", value.type.tensor_type.elem_type,
+                                                        [dims[0], dims[2], dims[3], dims[1]]))
+    graph.node.insert(0, helper.make_node("Transpose", [f"{name}_nhwc"], [name], perm=[0, 3, 1, 2],
+                                          name="input_nhwc_to_nchw"))
+    onnx.checker.check_model(model)
+    return model

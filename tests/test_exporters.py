@@ -73,6 +73,25 @@ def test_nhwc_graph_cancels_transposes_and_folds_preprocessing(rng):
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
 
 
+def test_nhwc_converted_file_in_analog_mode_matches_onnxruntime(rng, tmp_path):
+    """The final spiking file of the Keras-style graph takes NHWC input, records that layout, and
+    computes the ANN in analog mode."""
+    from onnx2snn.converter.convert import ConversionOptions, convert_model
+    from onnx2snn.dialect import save_model
+    from onnx2snn.runtime import load
+
+    model = nhwc_model(rng)
+    calibration = torch.from_numpy(rng.uniform(0, 1, (6, 8, 8, 3)).astype(np.float32))
+    conversion = convert_model(model, calibration, ConversionOptions(threshold="max"))
+    assert {p.key: p.value for p in conversion.model.metadata_props}["onnx2snn.input_layout"] == "nhwc"
+    path = tmp_path / "snn.onnx"
+    save_model(conversion.model, path)
+    x = rng.uniform(0, 1, (4, 8, 8, 3)).astype(np.float32)
+    expected = run_onnxruntime(model, x)
+    got = load(path).analog(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+
+
 # -- the shared ResNet-20, re-exported ------------------------------------------------------------
 
 class Shortcut(nn.Module):
@@ -158,6 +177,7 @@ def neuron_thresholds(canonical: onnx.ModelProto, images: torch.Tensor) -> list[
     return [float(values[name].threshold[0]) for name in network.neurons()]
 
 
+@pytest.mark.slow
 def test_resnet20_reexports_give_the_same_canonical_graph_and_thresholds(resnet20, cifar10, tmp_path):
     from onnx2snn.data import load_split, to_tensor
 

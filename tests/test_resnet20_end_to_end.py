@@ -10,6 +10,8 @@ from onnx2snn.data import load_split, to_tensor
 from onnx2snn.evaluation import ann_predictions, evaluate
 from onnx2snn.runtime import load
 
+pytestmark = pytest.mark.slow  # minutes on 2 CPU cores; CI runs it in its own step (pytest -m slow)
+
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory, resnet20, cifar10):

@@ -8,6 +8,7 @@ from pathlib import Path
 from ..api import ConversionOptions, convert, evaluate, input_normalization
 from ..atomic import atomic_write_text
 from ..data import cifar10_dir, shared_dir
+from ..devices import resolve_device
 from ..dialect import load_model, metadata
 from ..errors import ConfigError, DataError, InvalidModelError
 from ..report import markdown_table, plot_accuracy
@@ -50,6 +51,7 @@ def run_demo(limit: int, timesteps, out_dir: Path, device: str = "cpu",
     """Convert with soft and hard reset, evaluate both; ``say`` receives every line of text
     (each step as it starts, and every file written)."""
     started = time.time()
+    resolve_device(device)  # an absent accelerator is one clear error before any work
     timesteps = timestep_list(timesteps)
     ann, mean, std = default_model(model)
     data = cifar10_dir()

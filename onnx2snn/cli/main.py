@@ -36,7 +36,7 @@ from .inspect import describe, describe_diff, table
 FLAGS = {
     "threshold": "--threshold", "reset": "--reset", "maxpool": "--maxpool", "calibration_images": "--calib",
     "calibration_timesteps": "--calib-timesteps", "batch_size": "--batch-size", "max_memory": "--max-memory",
-    "mean": "--mean", "std": "--std", "timesteps": "-T", "device": "--device", "limit": "--limit",
+    "mean": "--mean", "std": "--std", "timesteps": "-T", "device": "--device", "limit": "--limit", "layout": "--layout",
 }
 
 EXIT_CODES = "exit status: 0 success, 2 bad input or usage, 130 interrupted, 1 internal error (a bug)"
@@ -91,7 +91,8 @@ def check_model_file(path: str | os.PathLike | None) -> None:
 
 # Options that a config file may set, with their defaults (also the keys of the stored config).
 CONVERT_DEFAULTS = {"threshold": "auto", "reset": "subtract", "maxpool": "spiking", "calib": 512,
-                    "calib_timesteps": 64, "seed": 0, "batch_size": 128, "max_memory": "4GB", "device": "cpu"}
+                    "calib_timesteps": 64, "seed": 0, "batch_size": 128, "max_memory": "4GB", "device": "cpu",
+                    "layout": "auto"}
 CONVERT_REQUIRED = ("ann", "data", "mean", "std")
 
 
@@ -147,7 +148,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         raise ConfigError("convert needs -o/--output SNN.onnx")
     options = ConversionOptions(threshold=config["threshold"], reset=config["reset"], maxpool=config["maxpool"],
                                 calibration_timesteps=config["calib_timesteps"], batch_size=config["batch_size"],
-                                max_memory=config["max_memory"])
+                                max_memory=config["max_memory"], layout=config["layout"])
     conversion = convert(config["ann"], args.output, config["data"], config["mean"], config["std"],
                          calibration_images=config["calib"], options=options, seed=config["seed"],
                          device=config["device"],
@@ -198,6 +199,8 @@ def add_convert(sub) -> None:
     p.add_argument("--max-memory", default=CONVERT_DEFAULTS["max_memory"],
                    help="memory budget, e.g. 4GB: batches shrink to fit, or it fails before allocating")
     p.add_argument("--device", default=CONVERT_DEFAULTS["device"], help="torch device for calibration: cpu | cuda")
+    p.add_argument("--layout", default=CONVERT_DEFAULTS["layout"], choices=["auto", "nchw", "nhwc"],
+                   help="the model's input layout: auto reads it from the graph; nhwc for Keras/tf2onnx models")
     p.add_argument("--json", action="store_true", help="print a JSON summary (output file, effective config) on stdout")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(run=cmd_convert, parser=p)
@@ -249,7 +252,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                           ann_path=args.ann, device=args.device, batch_size=args.batch_size, mean=args.mean,
                           std=args.std, checkpoint=checkpoint, count_spikes=args.spikes,
                           progress=_progress_wanted(args), max_memory=args.max_memory, stats=stats,
-                          traces=traces, costs=costs)
+                          traces=traces, costs=costs, layout=args.layout)
         results.append((path, result))
         if result.rank:  # torchrun: every rank holds the summed result; rank 0 reports it
             continue
@@ -313,6 +316,7 @@ def add_evaluate(sub) -> None:
     p.add_argument("--trace", action="append", metavar="LAYER:I,J",
                    help="record the membrane potential of neurons I, J (flat indices) of LAYER for the first image; "
                         "repeatable")
+    p.add_argument("--layout", choices=["nchw", "nhwc"], help="override the input layout stored in the model")
     p.add_argument("--progress", action="store_true", help="show a progress bar even when stderr is not a terminal")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no text output (errors only)")
     p.set_defaults(run=cmd_evaluate)

@@ -12,6 +12,7 @@ import torch
 
 from .. import __version__
 from ..data import load_split, to_tensor
+from ..data.layout import LAYOUTS, resolve_layout, to_layout
 from ..dialect import (
     DIALECT_VERSION,
     METADATA,
@@ -22,6 +23,7 @@ from ..dialect import (
     sha256_file,
     write_neuron_parameters,
 )
+from ..devices import resolve_device
 from ..errors import ConfigError
 from ..runtime.network import SpikingNetwork
 from .budget import fit_calibration
@@ -41,6 +43,7 @@ class ConversionOptions:
     batch_size: int = 128
     max_memory: int | str | None = None  # bytes or "4GB"; None = sizes.DEFAULT_MAX_MEMORY
     maxpool: str = "spiking"  # "spiking" (max-pool gate) or "average" (substitution, changes the network)
+    layout: str = "auto"  # the input layout: "nchw", "nhwc" (Keras/tf2onnx), or "auto" (read from the graph)
 
     def validate(self) -> ThresholdMethod:
         """Check the options; returns the parsed threshold method."""
@@ -50,6 +53,8 @@ class ConversionOptions:
             raise ConfigError("calibration_timesteps must be at least 1", parameter="calibration_timesteps")
         if self.batch_size < 1:
             raise ConfigError("batch_size must be at least 1", parameter="batch_size")
+        if self.layout not in ("auto", *LAYOUTS):
+            raise ConfigError(f"layout must be auto, nchw or nhwc, not {self.layout!r}", parameter="layout")
         method = ThresholdMethod.parse(self.threshold)
         if method.extended_neuron and self.reset != "subtract":
             raise ConfigError(f"threshold method {method} uses signed or burst spikes, which need reset 'subtract'",
@@ -74,8 +79,9 @@ def _convert(model: onnx.ModelProto, calibration: torch.Tensor, options: Convers
              metadata: dict[str, str], checked: bool) -> Conversion:
     if calibration.ndim < 2 or len(calibration) == 0:
         raise ConfigError("calibration needs at least one image", parameter="calibration")
+    layout = resolve_layout(model, options.layout)
     canonical = normalize(model, reset=options.reset, maxpool=options.maxpool, checked=checked)
-    network = SpikingNetwork(canonical.model)
+    network = SpikingNetwork(canonical.model).to(calibration.device)  # the conversion runs where its images are
     options = fit_calibration(canonical.model, network, calibration, options, method)  # memory budget, trial run
     neurons = compute_thresholds(network, calibration, method, options.calibration_timesteps, options.batch_size)
     spiking = canonical.model
@@ -87,6 +93,7 @@ def _convert(model: onnx.ModelProto, calibration: torch.Tensor, options: Convers
         METADATA.reset: options.reset,
         METADATA.calibration_images: str(len(calibration)),
         METADATA.calibration_timesteps: str(options.calibration_timesteps),
+        METADATA.input_layout: layout,
         METADATA.notes: json.dumps(canonical.notes),
         **metadata,
     }
@@ -98,7 +105,9 @@ def _convert(model: onnx.ModelProto, calibration: torch.Tensor, options: Convers
 def convert_model(model: onnx.ModelProto, calibration: torch.Tensor,
                   options: ConversionOptions | None = None,
                   metadata: dict[str, str] | None = None) -> Conversion:
-    """Convert an in-memory ANN with normalized calibration images ``[N, C, H, W]``."""
+    """Convert an in-memory ANN with normalized calibration images in the model's input layout
+    (``[N, C, H, W]``, or ``[N, H, W, C]`` for an NHWC model; see ``options.layout``). The
+    conversion runs on the calibration tensor's device."""
     options = options or ConversionOptions()
     return _convert(model, calibration, options, options.validate(), metadata or {}, checked=False)
 
@@ -112,11 +121,14 @@ def convert(ann_path: str | os.PathLike, output_path: str | os.PathLike, data: s
     ``metadata_props`` (the CLI records its effective configuration there)."""
     options = options or ConversionOptions()
     method = options.validate()
+    target = resolve_device(device)
     if calibration_images < 1:
         raise ConfigError("calibration_images must be at least 1", parameter="calibration_images")
     model = load_model(ann_path)  # the structural checks run here, once
+    layout = resolve_layout(model, options.layout)
+    options = dataclasses.replace(options, layout=layout)
     images = load_split(data, "train", limit=calibration_images, seed=seed)
-    calibration = to_tensor(images.images, mean, std).to(device)
+    calibration = to_layout(to_tensor(images.images, mean, std), layout).to(target)
     metadata = {
         **(metadata or {}),
         METADATA.source_sha256: sha256_file(ann_path),

@@ -39,6 +39,8 @@ class MetadataKeys:
     source_name: str = "onnx2snn.source_name"
     input_mean: str = "onnx2snn.input_mean"  # comma-separated, one per input channel
     input_std: str = "onnx2snn.input_std"
+    input_layout: str = "onnx2snn.input_layout"  # nchw | nhwc (Keras/tf2onnx); absent means nchw
+    config: str = "onnx2snn.config"  # JSON: the CLI's effective convert options (`convert --config SNN.onnx`)
 
 
 METADATA = MetadataKeys()

@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from ...ops.neurons import if_step, signed_burst_step
+from ...ops.neurons import neuron_scan
 from .common import MAX_CHANNEL_SAMPLES as MAX_SAMPLES
 
 
@@ -95,18 +95,13 @@ def simulate_candidates(layer, candidates: Candidates, current_chunks, target: t
     steps = set(score_steps or (timesteps,))
     squared = 0
     has_bias = bool(candidates.bias.abs().max() > 0)
-    soft = layer.reset == "subtract" and not layer.extended
+    step_out = torch.empty(shape, device=device).unsqueeze(0)
     for t0, current in current_chunks:
         for step in range(current.shape[0]):
             x = current[step].unsqueeze(0) + bias if has_bias else current[step].unsqueeze(0)
-            if soft:  # if_step's soft reset, in place (the same arithmetic, fewer temporaries)
-                v.add_(x)
-                spikes = (v >= theta).to(v.dtype)
-                v.addcmul_(spikes, theta, value=-1.0)
-            elif layer.extended:
-                spikes, v, count = signed_burst_step(x, v, count, theta, layer.signed, layer.burst)
-            else:
-                spikes, v = if_step(x, v, theta, layer.reset)
+            # the one neuron kernel, one step at a time (v and count updated in place)
+            spikes = neuron_scan(x.unsqueeze(0), v, theta, reset=layer.reset, signed=layer.signed,
+                                 burst=layer.burst, count=count, out=step_out)[0][0]
             total += spikes
             if trains is not None:
                 trains[t0 + step] = spikes[0].to(torch.int8)
