@@ -15,9 +15,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from onnx2snn import load_model
 from onnx2snn.data import load_split, to_tensor
 from onnx2snn.export import export_unrolled
-from onnx2snn import load_model
 from onnx2snn.runtime import SpikingNetwork
 
 
@@ -43,7 +43,8 @@ def main() -> None:
                                        providers=["CPUExecutionProvider"])
         results = session.run(None, {session.get_inputs()[0].name: x})
         differing = sum(abs(float(a.sum()) - b) for a, b in zip(results[1:], sim.spikes.values()))
-        print(f"T={timesteps:<3d} max |output difference| {float(np.abs(results[0] - sim.outputs[timesteps].numpy()).max()):.3g}"
+        print(f"T={timesteps:<3d} max |output difference| "
+              f"{float(np.abs(results[0] - sim.outputs[timesteps].numpy()).max()):.3g}"
               f"   spike-count difference {differing:.0f} of {sum(sim.spikes.values()):.0f} spikes")
 
 

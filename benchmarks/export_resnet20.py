@@ -25,9 +25,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from onnx2snn import load_model
 from onnx2snn.data import load_split, to_tensor
 from onnx2snn.export import export_nir, export_unrolled, import_nir, read_nir, write_nir
-from onnx2snn import load_model
 from onnx2snn.runtime import SpikingNetwork
 
 

@@ -16,8 +16,17 @@ from pathlib import Path
 
 import torch
 
-from onnx2snn import (ConversionOptions, SpikingNetwork, ann_predictions, convert, evaluate, load_model, load_split,
-                      normalize, to_tensor)
+from onnx2snn import (
+    ConversionOptions,
+    SpikingNetwork,
+    ann_predictions,
+    convert,
+    evaluate,
+    load_model,
+    load_split,
+    normalize,
+    to_tensor,
+)
 from onnx2snn.atomic import atomic_write_text
 from onnx2snn.data import cifar10_dir, shared_dir
 from onnx2snn.report import markdown_table, plot_accuracy

@@ -4,8 +4,8 @@
         --data ../shared/data/cifar10 --limit 1000 --out docs/results
 
 For each (reset, method) the ANN is converted once (calibrated on train-split images); for each
-threshold scale every IF threshold (and initial potential) is multiplied by the scale in the runtime, and the test subset
-is simulated once to T_max (the runtime returns the readout at every T of the sweep from that one
+threshold scale every IF threshold (and initial potential) is multiplied by the scale in the runtime, and the test
+subset is simulated once to T_max (the runtime returns the readout at every T of the sweep from that one
 run). Writes, under OUT/NAME/: ``study.json``, ``study.md`` and the plots ``accuracy_vs_T_<reset>.png``
 and ``accuracy_vs_scale.png``, and ``soft_vs_hard.png`` (both resets, every method, scale 1, one
 figure). Finished configurations are kept in ``study.json.partial``, so an interrupted sweep resumes
@@ -28,8 +28,16 @@ from pathlib import Path
 
 import torch
 
-from onnx2snn import (ConversionOptions, SpikingNetwork, ann_predictions, convert_model, input_normalization,
-                      load_model, load_split, to_tensor)
+from onnx2snn import (
+    ConversionOptions,
+    SpikingNetwork,
+    ann_predictions,
+    convert_model,
+    input_normalization,
+    load_model,
+    load_split,
+    to_tensor,
+)
 from onnx2snn.atomic import atomic_write_text
 from onnx2snn.dialect import metadata, sha256_file
 from onnx2snn.report import markdown_table, plot_accuracy, save_figure

@@ -13,9 +13,9 @@ import contextlib
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Iterator
-
+from typing import IO
 
 # mkstemp creates 0600 files; the renamed output should get the usual permissions instead.
 _UMASK = os.umask(0)

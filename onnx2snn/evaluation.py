@@ -19,10 +19,10 @@ from tqdm import tqdm
 
 from .atomic import atomic_write_text
 from .data import input_normalization, load_split, to_tensor
-from .dialect import METADATA, read_spiking, sha256_file
 from .data.layout import resolve_layout, to_layout
 from .devices import resolve_device
-from .errors import ConfigError, InvalidModelError
+from .dialect import METADATA, read_spiking, sha256_file
+from .errors import InvalidModelError
 from .resources import evaluation_batch_size
 from .runtime import SpikingNetwork
 from .runtime.blocks import keep_freed_memory

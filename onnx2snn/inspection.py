@@ -20,13 +20,13 @@ import onnx_graphsurgeon as gs
 import torch
 
 from . import ops
-from .errors import Onnx2SnnError
 from .converter import passes
-from .converter.normalize import PASSES, _upgrade, normalize
 from .converter.methods.spec import ThresholdMethod
+from .converter.normalize import PASSES, _upgrade, normalize
 from .converter.validate import validate_convertible
 from .dialect import DOMAIN as SNN_DOMAIN
 from .dialect import load_model
+from .errors import Onnx2SnnError
 from .runtime.network import SpikingNetwork, graph_constants, unsupported_nodes
 
 # What each pass does to a node it removes without handing it to another node.

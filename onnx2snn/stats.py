@@ -28,10 +28,10 @@ import numpy as np
 import onnx
 import torch
 
-from .errors import ConfigError
-from .inspection import SYNAPTIC_OPS, _constants, _executed_shapes, _numel, node_macs
 from .config import read_toml
 from .dialect import is_neuron_node
+from .errors import ConfigError
+from .inspection import SYNAPTIC_OPS, _constants, _executed_shapes, _numel, node_macs
 from .ops.neurons import channel_view
 from .runtime.network import SpikingNetwork
 

@@ -16,8 +16,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import torch  # noqa: E402
 
-from hostile_cases import CASES, MEAN, STD, make_image_folder  # noqa: E402
 from onnx2snn.cli.main import main  # noqa: E402
+
+from hostile_cases import CASES, MEAN, STD, make_image_folder  # noqa: E402
 
 
 def run_case(case, folder: Path, data: Path) -> tuple[int, str]:

@@ -31,7 +31,8 @@ def spiking_graph(seed: int = 0, reset: str = "subtract", signed: bool = False, 
             attrs["burst"] = burst
         return helper.make_node("IF", [source], [name], name=name, domain="onnx2snn", **attrs)
 
-    pool = (helper.make_node("MaxPool", ["a"], ["p"], name="pool", domain="onnx2snn", kernel_shape=[2, 2], strides=[2, 2])
+    pool = (helper.make_node("MaxPool", ["a"], ["p"], name="pool", domain="onnx2snn", kernel_shape=[2, 2],
+                             strides=[2, 2])
             if maxpool else helper.make_node("AveragePool", ["a"], ["p"], name="pool", kernel_shape=[2, 2],
                                              strides=[2, 2]))
     nodes = [

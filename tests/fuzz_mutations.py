@@ -15,11 +15,12 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from helpers import small_cnn
 from onnx2snn.converter.convert import ConversionOptions, convert_model
-from onnx2snn.errors import Onnx2SnnError
 from onnx2snn.dialect import model_from_bytes
+from onnx2snn.errors import Onnx2SnnError
 from onnx2snn.runtime.network import SpikingNetwork
+
+from helpers import small_cnn
 
 OP_TYPES = ["Relu", "Conv", "Gemm", "Add", "Mul", "AveragePool", "MaxPool", "Flatten", "Reshape", "Identity",
             "GlobalAveragePool", "BatchNormalization", "Clip", "Softmax", "Concat", "Transpose", "Pad", "Sigmoid",

@@ -8,24 +8,25 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import run_onnxruntime
 from onnx2snn.converter.convert import ConversionOptions, convert_model
-from onnx2snn.converter.normalize import normalize
 from onnx2snn.converter.methods.spec import ThresholdMethod
+from onnx2snn.converter.normalize import normalize
 from onnx2snn.converter.thresholds import compute_thresholds
 from onnx2snn.dialect import save_model
 from onnx2snn.ops.neurons import channel_view
 from onnx2snn.runtime import load
 from onnx2snn.runtime.network import SpikingNetwork
+
+from helpers import run_onnxruntime
 from torch_models import ARCHITECTURES, EXPORTERS, build, export
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def exported(arch: str, exporter: str):
     return export(build(arch), exporter)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def canonical(arch: str, exporter: str):
     return normalize(exported(arch, exporter)).model
 

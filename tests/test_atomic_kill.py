@@ -12,9 +12,10 @@ import numpy as np
 import onnx
 import pytest
 
-from hostile_cases import MEAN, STD, cnn, make_image_folder, single_thread  # noqa: F401 (autouse fixture)
 from onnx2snn.atomic import atomic_write_bytes, stale_temp_files
 from onnx2snn.converter.convert import ConversionOptions, convert
+
+from hostile_cases import MEAN, STD, cnn, make_image_folder, single_thread  # noqa: F401 (autouse fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}

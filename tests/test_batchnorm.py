@@ -3,9 +3,10 @@ import numpy as np
 import torch
 from onnx import helper
 
-from helpers import make_model, run_onnxruntime, small_cnn, tensor
 from onnx2snn.converter.normalize import normalize
 from onnx2snn.runtime.network import SpikingNetwork
+
+from helpers import make_model, run_onnxruntime, small_cnn, tensor
 
 
 def analog(model, x):

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hostile_cases import make_image_folder, single_thread  # noqa: F401 (autouse fixture)
 from onnx2snn.data import load_split
 from onnx2snn.data.pickle_safe import load_batch
 from onnx2snn.errors import DataError
+
+from hostile_cases import make_image_folder, single_thread  # noqa: F401 (autouse fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import make_model, nhwc_input, tensor
 from onnx import helper
 from PIL import Image
 
 from onnx2snn.converter.convert import ConversionOptions, convert
 from onnx2snn.data import load_split
 from onnx2snn.evaluation import evaluate
+
+from helpers import make_model, nhwc_input, tensor
 
 # sorted: apple, kiwi, lemon, mango, olive, peach, plum, quince, yam, zebra
 CLASS_NAMES = ["zebra", "mango", "apple", "yam", "kiwi", "plum", "lemon", "quince", "olive", "peach"]

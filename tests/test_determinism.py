@@ -9,9 +9,10 @@ from pathlib import Path
 import onnx
 import pytest
 
-from hostile_cases import MEAN, STD, cnn, make_image_folder, single_thread  # noqa: F401 (autouse fixture)
 from onnx2snn.converter.convert import ConversionOptions, convert
 from onnx2snn.evaluation import evaluate
+
+from hostile_cases import MEAN, STD, cnn, make_image_folder, single_thread  # noqa: F401 (autouse fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 METHODS = ["max", "percentile:99.9", "spikenorm"]

@@ -101,7 +101,8 @@ def test_reference_models_build_with_the_documented_shapes():
         # the reference models pool by averaging; vgg7_maxpool exists to test max pooling
         assert any(isinstance(m, torch.nn.MaxPool2d) for m in net.modules()) == (name == "vgg7_maxpool")
     vgg5 = models.vgg5()
-    assert all(getattr(m, "bias", None) is None for m in vgg5.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
+    assert all(getattr(m, "bias", None) is None for m in vgg5.modules()
+               if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)))
     assert [m.out_features for m in vgg5.modules() if isinstance(m, torch.nn.Linear)] == [4096, 4096, 10]
 
 

@@ -6,19 +6,19 @@ import numpy as np
 import onnx
 import pytest
 import torch
-import torch_models
 from export_models import spiking_graph
 
+from onnx2snn import save_model
 from onnx2snn.cli.main import main
 from onnx2snn.converter.convert import ConversionOptions, convert_model
 from onnx2snn.errors import InvalidModelError
-from onnx2snn import save_model
-from onnx2snn.runtime.network import SpikingNetwork
-
-nir = pytest.importorskip("nir")
-
 from onnx2snn.export.nir_export import LossyExportError, export_nir, write_nir
 from onnx2snn.export.nir_import import import_nir
+from onnx2snn.runtime.network import SpikingNetwork
+
+import torch_models
+
+nir = pytest.importorskip("nir")
 
 T = 16
 

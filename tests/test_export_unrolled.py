@@ -7,15 +7,16 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-import torch_models
 from export_models import spiking_graph
 
+from onnx2snn import save_model
 from onnx2snn.cli.main import main
 from onnx2snn.converter.convert import ConversionOptions, convert_model
 from onnx2snn.errors import ConfigError, InvalidModelError
 from onnx2snn.export.unrolled import export_unrolled
-from onnx2snn import save_model
 from onnx2snn.runtime.network import SpikingNetwork
+
+import torch_models
 
 T = 12
 
@@ -123,6 +124,7 @@ def test_exact_threshold_crossings(attrs):
     graph = helper.make_graph(nodes, "exact", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2])],
                               initializer=[numpy_helper.from_array(np.eye(2, 3, dtype=np.float32), "w")])
-    model = onnx.helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("onnx2snn", 2)])
+    model = onnx.helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
+                                                         helper.make_opsetid("onnx2snn", 2)])
     x = np.array([[0.25, 0.125, 0.5], [0.5, 0.25, -0.25], [1.0, 0.0625, 0.75]], np.float32)
     assert_agrees(model, x, 9, "unroll")

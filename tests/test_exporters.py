@@ -7,16 +7,17 @@ import onnx
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import RESNET20_MEAN, RESNET20_STD
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from conftest import RESNET20_MEAN, RESNET20_STD
-from helpers import run_onnxruntime
-from onnx2snn.converter.normalize import normalize
 from onnx2snn.converter.methods.spec import ThresholdMethod
+from onnx2snn.converter.normalize import normalize
 from onnx2snn.converter.thresholds import compute_thresholds
 from onnx2snn.dialect import load_model
 from onnx2snn.runtime.network import SpikingNetwork
+
+from helpers import run_onnxruntime
 from torch_models import export
 
 # -- NHWC (TensorFlow / Keras via tf2onnx) --------------------------------------------------------
@@ -40,7 +41,8 @@ def nhwc_model(rng: np.random.Generator) -> onnx.ModelProto:
             "shape": np.array([-1, 4 * 4 * 8], np.int64),
             "d1": rng.normal(0, 0.1, (128, 16)), "d1_bias": rng.normal(0, 0.1, 16),
             "d2": rng.normal(0, 0.3, (16, 10)), "d2_bias": rng.normal(0, 0.1, 10)}
-    nodes = [helper.make_node("Sub", ["x", "mean"], ["centered"]), helper.make_node("Mul", ["centered", "scale"], ["pre"]),
+    nodes = [helper.make_node("Sub", ["x", "mean"], ["centered"]),
+             helper.make_node("Mul", ["centered", "scale"], ["pre"]),
              *conv_block("conv1", "pre", "w1"), *conv_block("conv2", "conv1_relu", "w2"),
              helper.make_node("Transpose", ["conv2_relu"], ["pool_in"], perm=NHWC_TO_NCHW),
              helper.make_node("MaxPool", ["pool_in"], ["pool_out"], kernel_shape=[2, 2], strides=[2, 2]),
@@ -48,7 +50,8 @@ def nhwc_model(rng: np.random.Generator) -> onnx.ModelProto:
              helper.make_node("Reshape", ["pool_nhwc", "shape"], ["flat"]),
              helper.make_node("MatMul", ["flat", "d1"], ["h"]), helper.make_node("Add", ["h", "d1_bias"], ["hb"]),
              helper.make_node("Relu", ["hb"], ["hr"]),
-             helper.make_node("MatMul", ["hr", "d2"], ["logits"]), helper.make_node("Add", ["logits", "d2_bias"], ["y"])]
+             helper.make_node("MatMul", ["hr", "d2"], ["logits"]),
+             helper.make_node("Add", ["logits", "d2_bias"], ["y"])]
     graph = helper.make_graph(
         nodes, "keras_nhwc", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8, 8, 3])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])],
@@ -66,7 +69,8 @@ def test_nhwc_graph_cancels_transposes_and_folds_preprocessing(rng):
     ops = [n.op_type for n in canonical.graph.node]
     # Only the layout change at the input and the NHWC flatten order remain. The preprocessing
     # shift meets the first conv's zero padding, so it folds into a bias map (the Add).
-    assert ops == ["Transpose", "Conv", "Add", "IF", "Conv", "IF", "MaxPool", "Transpose", "Flatten", "Gemm", "IF", "Gemm"], ops
+    assert ops == ["Transpose", "Conv", "Add", "IF", "Conv", "IF", "MaxPool", "Transpose", "Flatten", "Gemm", "IF",
+                   "Gemm"], ops
     x = rng.uniform(0, 1, (3, 8, 8, 3)).astype(np.float32)
     expected = run_onnxruntime(model, x)
     got = SpikingNetwork(canonical).analog(torch.from_numpy(x)).numpy()

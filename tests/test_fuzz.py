@@ -13,13 +13,14 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from onnx2snn.converter.convert import ConversionOptions, convert_model
+from onnx2snn.dialect import model_from_bytes
+from onnx2snn.errors import Onnx2SnnError
+
 import fuzz_mutations
 from fuzz_mutations import MUTATIONS, Hang, run_case
 from helpers import small_cnn
 from hostile_cases import single_thread  # noqa: F401 (autouse fixture)
-from onnx2snn.converter.convert import ConversionOptions, convert_model
-from onnx2snn.errors import Onnx2SnnError
-from onnx2snn.dialect import model_from_bytes
 
 PER_CASE_SECONDS = 10.0
 

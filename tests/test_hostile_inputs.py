@@ -10,12 +10,13 @@ import numpy as np
 import onnx
 import pytest
 
-from hostile_cases import CASES, MEAN, STD, cnn, make_image_folder, single_thread  # noqa: F401 (autouse fixture)
 from onnx2snn import errors
 from onnx2snn.cli.main import main
 from onnx2snn.converter.normalize import normalize
 from onnx2snn.converter.validate import validate_convertible
 from onnx2snn.dialect import load_model, parse_model
+
+from hostile_cases import CASES, MEAN, STD, cnn, make_image_folder, single_thread  # noqa: F401 (autouse fixture)
 
 
 @pytest.fixture(scope="module")
@@ -156,8 +157,8 @@ def test_a_tight_budget_lowers_the_batch_and_keeps_the_result():
     """Max thresholds do not depend on the batch size, so a smaller batch must give the same file."""
     import torch
 
-    from onnx2snn.converter.convert import ConversionOptions, convert_model
     from onnx2snn.converter.budget import fit_calibration
+    from onnx2snn.converter.convert import ConversionOptions, convert_model
     from onnx2snn.resources import estimate_sizes
     from onnx2snn.runtime.network import SpikingNetwork
 

@@ -202,8 +202,8 @@ def test_imports_go_one_way_through_the_layers():
     def layer_of(module: str) -> str | None:
         parts = module.split(".")
         top = parts[1] if len(parts) > 1 else ""
-        named = {"evaluation": "api", "docs": "api", "inspection": "api", "stats": "api", "config": "api", "export": "api",
-                 "report": "ground", "devices": "ground", "data": "data", "resources": "runtime"}
+        named = {"evaluation": "api", "docs": "api", "inspection": "api", "stats": "api", "config": "api",
+                 "export": "api", "report": "ground", "devices": "ground", "data": "data", "resources": "runtime"}
         if top in named:
             return named[top]
         return top if top in LAYERS else ("ground" if top in GROUND else None)

@@ -6,13 +6,14 @@ import pytest
 import torch
 from onnx import helper
 
-from helpers import make_model, small_cnn, tensor
 from onnx2snn.converter.convert import ConversionOptions, convert_model
 from onnx2snn.converter.methods import calibrate as calibrate_module
 from onnx2snn.converter.methods.spec import ThresholdMethod
 from onnx2snn.errors import ConfigError
 from onnx2snn.ops.neurons import signed_burst_step
 from onnx2snn.runtime.network import SpikingNetwork
+
+from helpers import make_model, small_cnn, tensor
 
 
 def one_layer_model(rng: np.random.Generator):
@@ -172,11 +173,13 @@ def test_signed_and_burst_attributes_survive_the_onnx_round_trip(rng):
 def max_pool_cnn(rng: np.random.Generator):
     """Conv-ReLU-MaxPool-Conv-ReLU-GlobalAvgPool-Flatten-Gemm: a spiking max-pool gate (a stateful node
     that is not a neuron) sits between two neuron layers."""
-    init = {"w1": rng.normal(0, 0.4, (6, 3, 3, 3)).astype(np.float32), "w2": rng.normal(0, 0.3, (6, 6, 3, 3)).astype(np.float32),
+    init = {"w1": rng.normal(0, 0.4, (6, 3, 3, 3)).astype(np.float32),
+            "w2": rng.normal(0, 0.3, (6, 6, 3, 3)).astype(np.float32),
             "wf": rng.normal(0, 0.5, (10, 6)).astype(np.float32)}
     nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c1"], ["r1"]),
              helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
-             helper.make_node("Conv", ["p1", "w2"], ["c2"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c2"], ["r2"]),
+             helper.make_node("Conv", ["p1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c2"], ["r2"]),
              helper.make_node("GlobalAveragePool", ["r2"], ["g"]), helper.make_node("Flatten", ["g"], ["f"]),
              helper.make_node("Gemm", ["f", "wf"], ["y"], transB=1)]
     return make_model(nodes, [tensor("x", ["N", 3, 8, 8])], [tensor("y", ["N", 10])], init)

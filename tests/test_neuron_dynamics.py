@@ -143,7 +143,8 @@ def spiking_model(layers: list[dict], channels: int = 3) -> onnx.ModelProto:
         out = "y" if index == len(layers) - 1 else f"s{index}"
         nodes.append(helper.make_node("IF", [source], [out], name=f"if{index}", domain="onnx2snn", **attrs))
         source = out
-    graph = helper.make_graph(nodes, "if_chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", channels, 2, 2])],
+    graph = helper.make_graph(nodes, "if_chain",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", channels, 2, 2])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", channels, 2, 2])])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("onnx2snn", 1)])
     model.ir_version = 8
@@ -192,7 +193,8 @@ def test_calibration_candidates_match_the_reference(case, reset, signed, burst):
         theta, vfrac, bias = (a[k].reshape(3, 1, 1) for a in (thetas, vfracs, biases))
         expected, _ = reference_run(currents, theta, vfrac * theta, reset, bias, signed, burst)
         trains = torch.zeros((T, *currents.shape[1:]), dtype=torch.int8)
-        alone = simulate_candidates(layer, Candidates(*(torch.from_numpy(a[k:k + 1]) for a in (thetas, vfracs, biases))),
+        alone = simulate_candidates(layer,
+                                    Candidates(*(torch.from_numpy(a[k:k + 1]) for a in (thetas, vfracs, biases))),
                                     chunks, torch.from_numpy(target), T, trains=trains)
         np.testing.assert_array_equal(trains.numpy(), expected.astype(np.int8), err_msg=f"candidate {k}")
         error = (expected.sum(0) * theta / T - target).sum((0, 2, 3))

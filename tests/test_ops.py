@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 import torch
-import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-import helpers
-from helpers import run_onnxruntime, tensor
 from onnx2snn.converter.normalize import normalize
 from onnx2snn.errors import ConfigError, UnsupportedOpError
 from onnx2snn.ops import NodeInfo, lookup
 from onnx2snn.runtime.network import SpikingNetwork
+
+import helpers
+from helpers import run_onnxruntime, tensor
 
 R = np.random.default_rng(7)
 
@@ -201,7 +202,8 @@ def layout_model(node, init=None, x_shape=(2, 4, 6, 6), opset=13):
 
 LAYOUT_CASES = {
     "flatten": lambda: layout_model(helper.make_node("Flatten", ["r"], ["y"], axis=1)),
-    "reshape": lambda: layout_model(helper.make_node("Reshape", ["r", "s"], ["y"]), {"s": np.array([-1, 144], np.int64)}),
+    "reshape": lambda: layout_model(helper.make_node("Reshape", ["r", "s"], ["y"]),
+                                    {"s": np.array([-1, 144], np.int64)}),
     "reshape-zero": lambda: layout_model(helper.make_node("Reshape", ["r", "s"], ["y"]),
                                          {"s": np.array([0, 4, 36], np.int64)}),
     "transpose": lambda: layout_model(helper.make_node("Transpose", ["r"], ["y"], perm=[0, 2, 3, 1])),
@@ -221,7 +223,8 @@ def test_layout_ops(case):
 
 def test_residual_add_of_two_spiking_paths():
     nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c1"], ["r1"]),
-             helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c2"], ["r2"]),
+             helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c2"], ["r2"]),
              helper.make_node("Add", ["r1", "r2"], ["s"])]
     model = make_model(relu_after(nodes, "s"), [tensor("x", ["N", 3, 6, 6])], [output()],
                        {"w1": w(4, 3, 3, 3), "w2": w(4, 4, 3, 3)})
@@ -258,8 +261,10 @@ def test_output_softmax_is_dropped_with_a_note(op):
 
 
 def test_one_error_lists_every_unsupported_node():
-    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"), helper.make_node("Sigmoid", ["c"], ["s"], name="gate"),
-             helper.make_node("Tanh", ["s"], ["t"], name="squash"), helper.make_node("LeakyRelu", ["t"], ["l"], name="leaky"),
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+             helper.make_node("Sigmoid", ["c"], ["s"], name="gate"),
+             helper.make_node("Tanh", ["s"], ["t"], name="squash"),
+             helper.make_node("LeakyRelu", ["t"], ["l"], name="leaky"),
              helper.make_node("Relu", ["l"], ["r"], name="relu"),
              helper.make_node("Resize", ["r", "", "scales"], ["y"], name="upsample")]
     model = make_model(nodes, [tensor("x", ["N", 3, 4, 4])], [output()],
@@ -281,7 +286,8 @@ def test_softmax_inside_the_network_is_unsupported():
 
 
 def test_maxpool_can_be_replaced_by_average_pooling_on_request(caplog):
-    nodes = [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("MaxPool", ["r"], ["y"], kernel_shape=[2, 2], strides=[2, 2])]
+    nodes = [helper.make_node("Relu", ["x"], ["r"]),
+             helper.make_node("MaxPool", ["r"], ["y"], kernel_shape=[2, 2], strides=[2, 2])]
     model = make_model(nodes, [tensor("x", ["N", 2, 4, 4])], [output()])
     with caplog.at_level("WARNING", logger="onnx2snn"):
         canonical = normalize(model, maxpool="average")

@@ -9,12 +9,13 @@ import pytest
 import torch
 from onnx import TensorProto, helper
 
-from helpers import make_model, run_onnxruntime, tensor
 from onnx2snn.converter import passes
-from onnx2snn.converter.normalize import normalize
 from onnx2snn.converter.methods.spec import ThresholdMethod
+from onnx2snn.converter.normalize import normalize
 from onnx2snn.converter.thresholds import compute_thresholds
 from onnx2snn.runtime.network import SpikingNetwork
+
+from helpers import make_model, run_onnxruntime, tensor
 
 R = np.random.default_rng(3)
 
@@ -86,7 +87,8 @@ def test_fold_affine_into_consumer_gemm():
 def test_affine_with_a_non_foldable_reader_stays():
     nodes = [helper.make_node("Mul", ["x", "s"], ["m"]), helper.make_node("Relu", ["m"], ["r"]),
              helper.make_node("Conv", ["r", "w"], ["y"])]
-    model = make_model(nodes, [tensor("x", ["N", 2, 3, 3])], [tensor("y", ["N", 2, 1, 1])], {"s": w(2, 1, 1), "w": w(2, 2, 3, 3)})
+    model = make_model(nodes, [tensor("x", ["N", 2, 3, 3])], [tensor("y", ["N", 2, 1, 1])],
+                       {"s": w(2, 1, 1), "w": w(2, 2, 3, 3)})
     after = apply(model, passes.fold_affine_into_producer, passes.fold_affine_into_consumer)
     assert ops(after) == ["Mul", "Relu", "Conv"]
 
@@ -126,7 +128,8 @@ def dynamic_flatten_model():
              helper.make_node("Concat", ["batch1", "minus1"], ["target"], axis=0),
              helper.make_node("Reshape", ["r", "target"], ["y"])]
     return make_model(nodes, [tensor("x", ["N", 2, 3, 3])], [tensor("y", ["N", 18])],
-                      {"zero": np.array(0, np.int64), "axes": np.array([0], np.int64), "minus1": np.array([-1], np.int64)})
+                      {"zero": np.array(0, np.int64), "axes": np.array([0], np.int64),
+                       "minus1": np.array([-1], np.int64)})
 
 
 def test_resolve_dynamic_shapes_keeps_the_batch_free():
@@ -151,9 +154,11 @@ def test_drop_defaults_keep_the_function():
     nodes = [helper.make_node("Pad", ["x", "p", "v"], ["y"], mode="constant"),
              helper.make_node("Conv", ["y", "w"], ["z"], auto_pad="NOTSET", group=1)]
     model = make_model(nodes, [tensor("x", ["N", 1, 3, 3])], [tensor("z", ["N", 1, 3, 3])],
-                       {"p": np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "v": np.array(0.0, np.float32), "w": w(1, 1, 3, 3)})
+                       {"p": np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "v": np.array(0.0, np.float32),
+                        "w": w(1, 1, 3, 3)})
     after = apply(model, passes.drop_default_inputs, passes.drop_default_attributes)
-    assert len(after.graph.node[0].input) == 2 and not {a.name for a in after.graph.node[1].attribute} & {"auto_pad", "group"}
+    assert len(after.graph.node[0].input) == 2 and not ({a.name for a in after.graph.node[1].attribute}
+                                                        & {"auto_pad", "group"})
     assert_same(model, after, R.normal(0, 1, (2, 1, 3, 3)).astype(np.float32))
 
 

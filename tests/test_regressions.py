@@ -11,23 +11,24 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from helpers import make_model, nhwc_input, run_onnxruntime, small_cnn, tensor
 from onnx import TensorProto, helper, numpy_helper
 
 from onnx2snn.converter.convert import ConversionOptions, convert
 from onnx2snn.data import load_split, to_tensor
+from onnx2snn.dialect import load_model
 from onnx2snn.errors import ConfigError, Onnx2SnnError
 from onnx2snn.evaluation import ann_predictions, evaluate
-from onnx2snn.dialect import load_model
 from onnx2snn.runtime import SpikingNetwork, load
+
+from helpers import make_model, nhwc_input, run_onnxruntime, small_cnn, tensor
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 NO_CUDA = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "onnx2snn", *map(str, args)], capture_output=True, text=True, check=False,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-m", "onnx2snn", *map(str, args)], capture_output=True, text=True,
+                          check=False, timeout=300)
 
 
 def convert_max(ann: Path, out: Path, data: Path, **options) -> Path:
@@ -164,7 +165,8 @@ def test_float16_ann_is_fed_float16(tmp_path, rng, tiny_images):
     np.testing.assert_array_equal(ann_predictions(half, x), expected)
     snn = convert_max(half, tmp_path / "snn.onnx", tiny_images)  # a float16 ANN converts too
     result = evaluate(snn, tiny_images, timesteps=[4], limit=20, ann_path=half)
-    assert result.ann_accuracy == pytest.approx(float((expected == load_split(tiny_images, "test", limit=20).labels).mean()))
+    assert result.ann_accuracy == pytest.approx(
+        float((expected == load_split(tiny_images, "test", limit=20).labels).mean()))
 
 
 def test_an_ann_with_integer_input_is_one_clean_error(tmp_path, rng):
@@ -181,8 +183,10 @@ def test_an_ann_with_integer_input_is_one_clean_error(tmp_path, rng):
 def conv3d_model(rng: np.random.Generator) -> onnx.ModelProto:
     """[N, 3, 8, 8] -> a depth axis -> Conv3d -> ReLU -> Conv3d -> ReLU -> pool -> Gemm."""
     init = {"axes": np.array([2], np.int64),
-            "w1": rng.normal(0, 0.4, (6, 3, 1, 3, 3)).astype(np.float32), "b1": rng.normal(0, 0.1, 6).astype(np.float32),
-            "w2": rng.normal(0, 0.3, (6, 6, 1, 3, 3)).astype(np.float32), "b2": rng.normal(0, 0.1, 6).astype(np.float32),
+            "w1": rng.normal(0, 0.4, (6, 3, 1, 3, 3)).astype(np.float32),
+            "b1": rng.normal(0, 0.1, 6).astype(np.float32),
+            "w2": rng.normal(0, 0.3, (6, 6, 1, 3, 3)).astype(np.float32),
+            "b2": rng.normal(0, 0.1, 6).astype(np.float32),
             "wf": rng.normal(0, 0.5, (10, 6)).astype(np.float32), "bf": rng.normal(0, 0.1, 10).astype(np.float32)}
     nodes = [helper.make_node("Unsqueeze", ["x", "axes"], ["x5"]),
              helper.make_node("Conv", ["x5", "w1", "b1"], ["c1"], pads=[0, 1, 1, 0, 1, 1], name="conv3d_1"),

@@ -2,9 +2,8 @@
 test images. Small enough for CI; the full-test-set figures live in docs/results/."""
 import numpy as np
 import pytest
-import torch
-
 from conftest import RESNET20_MEAN, RESNET20_STD
+
 from onnx2snn.converter.convert import ConversionOptions, convert
 from onnx2snn.data import load_split, to_tensor
 from onnx2snn.evaluation import ann_predictions, evaluate

@@ -8,12 +8,13 @@ import functools
 import numpy as np
 import pytest
 import torch
-from helpers import small_cnn
-from torch_models import build, export
 
 from onnx2snn.converter.normalize import normalize
 from onnx2snn.converter.thresholds import ThresholdMethod, compute_thresholds
 from onnx2snn.runtime.network import SpikingNetwork
+
+from helpers import small_cnn
+from torch_models import build, export
 
 
 @functools.cache

@@ -2,7 +2,6 @@
 import numpy as np
 import pytest
 import torch
-from helpers import tensor
 from onnx import helper, numpy_helper
 
 from onnx2snn.runtime.network import SpikingNetwork
@@ -13,6 +12,8 @@ from onnx2snn.stats import (
     load_costs,
     summarize,
 )
+
+from helpers import tensor
 
 
 def tiny_spiking_model(reset="subtract"):

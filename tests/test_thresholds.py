@@ -5,12 +5,13 @@ import onnx
 import pytest
 import torch
 
-from helpers import run_onnxruntime, small_cnn
-from onnx2snn.converter.normalize import normalize
 from onnx2snn.converter.methods.spec import ThresholdMethod
+from onnx2snn.converter.normalize import normalize
 from onnx2snn.converter.thresholds import compute_thresholds
 from onnx2snn.errors import ConfigError
 from onnx2snn.runtime.network import SpikingNetwork
+
+from helpers import run_onnxruntime, small_cnn
 
 
 def relu_outputs(model: onnx.ModelProto, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -36,7 +37,8 @@ def model_and_data(rng):
 
 def thresholds_for(model, x, method, timesteps=16):
     network = SpikingNetwork(normalize(model).model)
-    parameters = compute_thresholds(network, torch.from_numpy(x), ThresholdMethod.parse(method), timesteps, batch_size=5)
+    parameters = compute_thresholds(network, torch.from_numpy(x), ThresholdMethod.parse(method), timesteps,
+                                    batch_size=5)
     return {name: values.threshold for name, values in parameters.items()}
 
 
@@ -67,7 +69,7 @@ def naive_spikenorm(model, x, timesteps):
         name = network.node_names[neuron]
         peak = [0.0]
 
-        def probe(index, current, neuron=neuron):
+        def probe(index, current, neuron=neuron, peak=peak):
             if index == neuron:
                 peak[0] = max(peak[0], float(current.max()))
 
@@ -105,8 +107,9 @@ def test_bad_method_names_are_config_errors(text):
 
 
 def test_clip_caps_the_threshold(rng):
-    from helpers import make_model, tensor
     from onnx import helper
+
+    from helpers import make_model, tensor
 
     w = rng.normal(0, 2, (4, 3, 1, 1)).astype(np.float32)
     model = make_model(
@@ -118,4 +121,5 @@ def test_clip_caps_the_threshold(rng):
     x = rng.normal(0, 3, (8, 3, 4, 4)).astype(np.float32)
     assert thresholds_for(model, x, "max")["relu6"][0] == pytest.approx(0.5)
     network = SpikingNetwork(normalize(model).model)
-    np.testing.assert_allclose(network.analog(torch.from_numpy(x)).numpy(), run_onnxruntime(model, x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(network.analog(torch.from_numpy(x)).numpy(), run_onnxruntime(model, x),
+                               rtol=1e-5, atol=1e-6)

@@ -9,8 +9,9 @@ import zipfile
 import numpy as np
 import onnx
 import pytest
-from helpers import make_model, small_cnn, tensor
 from onnx import helper
+
+from helpers import make_model, small_cnn, tensor
 
 MEAN, STD = "0.5,0.5,0.5", "0.25,0.25,0.25"
 

@@ -12,8 +12,8 @@ import warnings
 
 import onnx
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from onnx2snn.dialect import load_model
 
@@ -61,7 +61,8 @@ class VGG11(nn.Module):
                 layers += [*conv_bn(cin, item * width), nn.ReLU(inplace=True)]
                 cin = item * width
         self.features = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(cin, 32), nn.ReLU(), nn.Dropout(), nn.Linear(32, classes))
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(cin, 32), nn.ReLU(), nn.Dropout(),
+                                        nn.Linear(32, classes))
 
     def forward(self, x):
         return self.classifier(self.features(x))
@@ -133,7 +134,8 @@ class DenseLayer(nn.Module):
     def __init__(self, cin, growth):
         super().__init__()
         self.body = nn.Sequential(nn.BatchNorm2d(cin), nn.ReLU(), nn.Conv2d(cin, 2 * growth, 1, bias=False),
-                                  nn.BatchNorm2d(2 * growth), nn.ReLU(), nn.Conv2d(2 * growth, growth, 3, padding=1, bias=False))
+                                  nn.BatchNorm2d(2 * growth), nn.ReLU(),
+                                  nn.Conv2d(2 * growth, growth, 3, padding=1, bias=False))
 
     def forward(self, x):
         return torch.cat([x, self.body(x)], 1)

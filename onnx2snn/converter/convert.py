@@ -13,6 +13,7 @@ import torch
 from .. import __version__
 from ..data import load_split, to_tensor
 from ..data.layout import LAYOUTS, resolve_layout, to_layout
+from ..devices import resolve_device
 from ..dialect import (
     DIALECT_VERSION,
     METADATA,
@@ -23,7 +24,6 @@ from ..dialect import (
     sha256_file,
     write_neuron_parameters,
 )
-from ..devices import resolve_device
 from ..errors import ConfigError
 from ..runtime.network import SpikingNetwork
 from .budget import fit_calibration

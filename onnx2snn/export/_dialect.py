@@ -12,7 +12,6 @@ import os
 
 import numpy as np
 import onnx
-
 import torch
 
 from .. import ops

@@ -117,7 +117,8 @@ def import_nir(graph, use_metadata: bool = True) -> onnx.ModelProto:
     inputs = [n for n, node in graph.nodes.items() if isinstance(node, nir.Input)]
     outputs = [n for n, node in graph.nodes.items() if isinstance(node, nir.Output)]
     if len(inputs) != 1 or len(outputs) != 1:
-        raise InvalidModelError(f"the NIR graph must have one Input and one Output, not {len(inputs)} and {len(outputs)}")
+        raise InvalidModelError(f"the NIR graph must have one Input and one Output, "
+                                f"not {len(inputs)} and {len(outputs)}")
     predecessors = {name: [s for s, t in graph.edges if t == name] for name in graph.nodes}
     w = _Writer()
     tensors: dict[str, str] = {}
@@ -204,7 +205,8 @@ def _import_node(nir, w: _Writer, name, node, x, rank, graph, predecessors) -> t
         strides = [int(v) for v in np.broadcast_to(node.stride, 2)]
         pads = [int(v) for v in np.broadcast_to(node.padding, 2)] * 2
         if _text(_meta(node, "op", "")) == "MaxPool":
-            return w.node("MaxPool", [x], name, domain=_dialect.SNN_DOMAIN, kernel_shape=[int(v) for v in _meta(node, "kernel_shape")],
+            return w.node("MaxPool", [x], name, domain=_dialect.SNN_DOMAIN,
+                          kernel_shape=[int(v) for v in _meta(node, "kernel_shape")],
                           strides=[int(v) for v in _meta(node, "strides")],
                           pads=[int(v) for v in _meta(node, "pads")]), rank
         if isinstance(node, nir.AvgPool2d):

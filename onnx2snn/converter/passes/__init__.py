@@ -13,6 +13,7 @@ from .shapes import canonical_reshapes, drop_default_inputs, free_batch_dimensio
 from .spiking import mark_spiking_sites
 
 __all__ = ["MAXPOOL_MODES", "batchnorm_to_affine", "cancel_transposes", "canonical_reshapes",
-           "drop_default_attributes", "drop_default_inputs", "drop_identity_and_dropout", "drop_output_softmax", "fold_affine_into_consumer",
+           "drop_default_attributes", "drop_default_inputs", "drop_identity_and_dropout", "drop_output_softmax",
+           "fold_affine_into_consumer",
            "fold_affine_into_producer", "fold_constants", "free_batch_dimension", "mark_spiking_sites",
            "matmul_add_to_gemm", "maxpool_to_average", "resolve_dynamic_shapes", "sink_affine_through_transpose"]

@@ -18,8 +18,21 @@ import torch
 from ... import ops
 from ...ops import NodeInfo
 from ...ops.synaptic import Conv
-from .common import (live_nodes, new_name, bypass, channel_shape, const_value, only_reader, per_channel, rank_of, readers,
-                     refresh_shapes, remove_node, rewrite_until_stable, variable_and_constant)
+from .common import (
+    bypass,
+    channel_shape,
+    const_value,
+    live_nodes,
+    new_name,
+    only_reader,
+    per_channel,
+    rank_of,
+    readers,
+    refresh_shapes,
+    remove_node,
+    rewrite_until_stable,
+    variable_and_constant,
+)
 
 AFFINE_OPS = ("Add", "Sub", "Mul", "Div")
 
@@ -75,9 +88,11 @@ def batchnorm_to_affine(graph: gs.Graph, notes: list[str]) -> None:
         scaled = gs.Variable(new_name(graph, node, "_scaled"), dtype=np.float32, shape=node.inputs[0].shape)
         out = node.outputs[0]
         mul = gs.Node("Mul", new_name(graph, node, "_mul"), inputs=[
-            node.inputs[0], gs.Constant(new_name(graph, node, "_gain"), gain.reshape(shape).astype(np.float32))], outputs=[scaled])
+            node.inputs[0], gs.Constant(new_name(graph, node, "_gain"), gain.reshape(shape).astype(np.float32))],
+            outputs=[scaled])
         add = gs.Node("Add", new_name(graph, node, "_add"), inputs=[
-            scaled, gs.Constant(new_name(graph, node, "_shift"), shift.reshape(shape).astype(np.float32))], outputs=[out])
+            scaled, gs.Constant(new_name(graph, node, "_shift"), shift.reshape(shape).astype(np.float32))],
+            outputs=[out])
         remove_node(graph, node)
         graph.nodes += [mul, add]
     graph.cleanup().toposort()
@@ -117,7 +132,8 @@ def _fold_into_producer(graph: gs.Graph, producer: gs.Node, gain: np.ndarray, sh
             bias = bias * float(producer.attrs.get("beta", 1.0))
     if producer.op == "Gemm":
         producer.attrs["alpha"], producer.attrs["beta"] = 1.0, 1.0
-    producer.inputs[1] = gs.Constant(new_name(graph, producer, "_weight_folded"), (weight * gain.reshape(gain_shape)).astype(np.float32))
+    producer.inputs[1] = gs.Constant(new_name(graph, producer, "_weight_folded"),
+                                     (weight * gain.reshape(gain_shape)).astype(np.float32))
     bias_const = gs.Constant(new_name(graph, producer, "_bias_folded"), (bias * gain + shift).astype(np.float32))
     if len(producer.inputs) > 2:
         producer.inputs[2] = bias_const
@@ -208,7 +224,8 @@ def _fold_into_gemm(gemm: gs.Node, affine: Affine, graph: gs.Graph) -> None:
     new_matrix = matrix * scale[:, None]
     bias = bias + alpha * (shift @ matrix)
     gemm.inputs[0] = affine.data
-    gemm.inputs[1] = gs.Constant(new_name(graph, gemm, "_weight_prefolded"), (new_matrix.T if trans_b else new_matrix).astype(np.float32))
+    gemm.inputs[1] = gs.Constant(new_name(graph, gemm, "_weight_prefolded"),
+                                 (new_matrix.T if trans_b else new_matrix).astype(np.float32))
     bias_const = gs.Constant(new_name(graph, gemm, "_bias_prefolded"), bias.astype(np.float32))
     if len(gemm.inputs) > 2:
         gemm.inputs[2] = bias_const

@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from .common import live_nodes, bypass
+from .common import bypass, live_nodes
 
 
 def drop_identity_and_dropout(graph: gs.Graph, notes: list[str]) -> None:

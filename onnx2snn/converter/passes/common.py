@@ -1,7 +1,7 @@
 """Helpers shared by the passes: shapes, per-channel constants and small graph edits."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import onnx

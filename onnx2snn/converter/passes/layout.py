@@ -11,8 +11,18 @@ import numpy as np
 import onnx_graphsurgeon as gs
 
 from .affine import AFFINE_OPS
-from .common import (const_value, live_nodes, new_name, only_reader, rank_of, readers, refresh_shapes, remove_node,
-                     rewrite_until_stable, variable_and_constant)
+from .common import (
+    const_value,
+    live_nodes,
+    new_name,
+    only_reader,
+    rank_of,
+    readers,
+    refresh_shapes,
+    remove_node,
+    rewrite_until_stable,
+    variable_and_constant,
+)
 
 # Ops that act elementwise, so a Transpose commutes with them.
 _UNARY = ("Relu", "Clip", "Identity", "Neg")
@@ -144,7 +154,8 @@ def _sink_one(graph: gs.Graph, node: gs.Node) -> bool:
     perm = _perm(transpose, rank)
     consumers = readers(transpose.outputs[0], graph)
     if perm is None or not consumers or not all(
-            c.op in ("Conv", "Gemm") or (c.op in AFFINE_OPS and variable_and_constant(c) is not None) for c in consumers):
+            c.op in ("Conv", "Gemm") or (c.op in AFFINE_OPS and variable_and_constant(c) is not None)
+            for c in consumers):
         return False
     padded = _padded(value, len(perm))
     if padded is None:

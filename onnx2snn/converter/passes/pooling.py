@@ -20,7 +20,8 @@ def maxpool_to_average(graph: gs.Graph, notes: list[str]) -> None:
     for node in graph.nodes:
         if node.op != "MaxPool" or len(node.outputs) > 1 and node.outputs[1].outputs:
             continue
-        attrs = {k: v for k, v in node.attrs.items() if k in ("auto_pad", "ceil_mode", "kernel_shape", "pads", "strides")}
+        attrs = {k: v for k, v in node.attrs.items()
+                 if k in ("auto_pad", "ceil_mode", "kernel_shape", "pads", "strides")}
         attrs["count_include_pad"] = 0
         node.op, node.attrs = "AveragePool", attrs
         while len(node.outputs) > 1:  # graphsurgeon lists do not support slice deletion

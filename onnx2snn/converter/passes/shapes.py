@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 import onnx_graphsurgeon as gs
 
-from .common import live_nodes, new_name, const_value, refresh_shapes
+from .common import const_value, new_name, refresh_shapes
 
 # Inputs that carry shapes, indices or pads rather than data: (op, input indices).
 SHAPE_INPUTS = {"Reshape": (1,), "Slice": (1, 2, 3, 4), "Pad": (1, 3), "Unsqueeze": (1,), "Squeeze": (1,),
@@ -99,7 +99,8 @@ def resolve_dynamic_shapes(graph: gs.Graph, notes: list[str]) -> None:
                     continue
             key = (tensor.name, node.op)
             if key not in replacement:
-                replacement[key] = gs.Constant(new_name(graph, tensor, "_resolved") + ("" if node.op == "Reshape" else "_" + node.op),
+                replacement[key] = gs.Constant(new_name(graph, tensor, "_resolved")
+                                               + ("" if node.op == "Reshape" else "_" + node.op),
                                                np.asarray(value))
             for index, t in enumerate(node.inputs):
                 if t is tensor:
