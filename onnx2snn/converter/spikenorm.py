@@ -48,26 +48,15 @@ def spikenorm_thresholds(network: SpikingNetwork, images: torch.Tensor, timestep
             continue
         peak = 0.0
         for chunk in range(len(run.chunks)):
-            for t0, t1 in run.time_chunks():
-                peak = max(peak, float(run.currents(node, chunk, t0, t1).max()))
+            for t0, t1, images in run.units(node, chunk):
+                peak = max(peak, float(run.currents(node, chunk, t0, t1, images).max()))
         threshold = max(peak, MIN_THRESHOLD)
         if layer.clip_max is not None:
             threshold = min(threshold, layer.clip_max)
         layer.set_threshold([threshold])
         thresholds[network.node_names[node]] = np.array([threshold], dtype=np.float32)
-
         trains_per_chunk = None
         if run.uses[node]:
-            trains_per_chunk = []
-            for chunk in range(len(run.chunks)):
-                state, trains = None, None
-                for t0, t1 in run.time_chunks():
-                    current = run.currents(node, chunk, t0, t1)
-                    if trains is None:
-                        trains = torch.empty((timesteps, *current.shape[1:]), dtype=torch.int8, device=current.device)
-                    for step in range(current.shape[0]):
-                        out, state = layer.step(state, current[step])
-                        trains[t0 + step] = (out / layer.threshold.reshape(-1)[0]).round().to(torch.int8)
-                trains_per_chunk.append(trains)
+            trains_per_chunk = [run.neuron_trains(node, chunk) for chunk in range(len(run.chunks))]
         run.record(node, [], trains_per_chunk)
     return thresholds

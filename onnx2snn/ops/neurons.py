@@ -73,24 +73,31 @@ def neuron_scan(current: torch.Tensor, v: torch.Tensor, threshold: torch.Tensor,
     if out is None:
         out = torch.empty(current.shape[:1] + torch.broadcast_shapes(current.shape[1:], v.shape),
                           dtype=current.dtype, device=current.device)
+    if not extended:  # the common case, with buffers reused across steps: no allocation per step
+        fired = torch.empty(v.shape, dtype=torch.bool, device=v.device)
+        k = torch.empty_like(v) if reset == "subtract" else None
+        for t in range(current.shape[0]):
+            v.add_(current[t])
+            if bias is not None:
+                v.add_(bias)
+            torch.ge(v, threshold, out=fired)
+            if reset == "subtract":
+                k.copy_(fired)
+                v.addcmul_(k, threshold, value=-1.0) if torch.is_tensor(threshold) else v.sub_(k * threshold)
+            else:
+                v.masked_fill_(fired, 0.0)
+            out[t].copy_(fired)
+        return out, v, count
     for t in range(current.shape[0]):
         v.add_(current[t])
         if bias is not None:
             v.add_(bias)
-        if extended:
-            k = torch.clamp(torch.floor(v / threshold), 0, burst)
-            if signed:
-                undo = torch.minimum(torch.clamp(torch.ceil(-v / threshold), 0, burst), count)
-                k = torch.where(v < 0, -undo, k)
-                count.add_(k)
-            v.sub_(k * threshold)
-        else:
-            fired = v >= threshold
-            k = fired.to(v.dtype)
-            if reset == "subtract":
-                v.addcmul_(k, threshold, value=-1.0) if torch.is_tensor(threshold) else v.sub_(k * threshold)
-            else:
-                v.masked_fill_(fired, 0.0)
+        k = torch.clamp(torch.floor(v / threshold), 0, burst)
+        if signed:
+            undo = torch.minimum(torch.clamp(torch.ceil(-v / threshold), 0, burst), count)
+            k = torch.where(v < 0, -undo, k)
+            count.add_(k)
+        v.sub_(k * threshold)
         out[t] = k
     return out, v, count
 

@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 import torch
 
-from ...ops.neurons import if_step, signed_burst_step
+from ...ops.neurons import neuron_scan
 
 # Positive activations kept per channel for percentiles (a seeded subsample beyond that).
 MAX_SAMPLES = 1 << 22
@@ -76,6 +76,12 @@ def _view(values: torch.Tensor, ndim: int) -> torch.Tensor:
     return values.reshape(values.shape[0], 1, values.shape[1], *[1] * (ndim - 3))
 
 
+def _readout_cuts(t0: int, t1: int, steps: set[int]) -> list[tuple[int, int]]:
+    """``[t0, t1)`` split so that every readout step (a step count) ends a piece."""
+    cuts = sorted({t0, t1} | {s for s in steps if t0 < s < t1})
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
 def simulate_candidates(layer, candidates: Candidates, current_chunks, target: torch.Tensor, timesteps: int,
                         trains: torch.Tensor | None = None, score_steps: tuple[int, ...] = ()
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -85,36 +91,33 @@ def simulate_candidates(layer, candidates: Candidates, current_chunks, target: t
     activation), summed over the readouts at ``score_steps`` (default: the last step; each weighted
     by (t / T)^2 so that every readout counts about alike), the signed
     rate error at ``timesteps``, and the ANN's active positions per channel. Fills ``trains``
-    (``[T, n, ...]``, int8 signed spike counts) when given.
+    (``[T, n, ...]``, int8 signed spike counts) when given. The K neurons are stepped together by
+    the one neuron kernel (``neuron_scan``), writing int8 spike counts into a reused buffer.
     """
     ndim, device = target.ndim + 1, target.device
     theta, bias = _view(candidates.theta.to(device), ndim), _view(candidates.bias.to(device), ndim)
     dims = [1] + list(range(3, ndim))
     shape = (candidates.k, *target.shape)
     v = torch.zeros(shape, device=device) + theta * _view(candidates.vfrac.to(device), ndim)
-    count = torch.zeros(shape, device=device)
+    count = torch.zeros(shape, device=device) if layer.signed else None
     total = torch.zeros(shape, device=device)
     steps = set(score_steps or (timesteps,))
     squared = 0
     has_bias = bool(candidates.bias.abs().max() > 0)
-    soft = layer.reset == "subtract" and not layer.extended
+    buffer = None
     for t0, current in current_chunks:
-        for step in range(current.shape[0]):
-            x = current[step].unsqueeze(0) + bias if has_bias else current[step].unsqueeze(0)
-            if soft:  # if_step's soft reset, in place (the same arithmetic, fewer temporaries)
-                v.add_(x)
-                spikes = (v >= theta).to(v.dtype)
-                v.addcmul_(spikes, theta, value=-1.0)
-            elif layer.extended:
-                spikes, v, count = signed_burst_step(x, v, count, theta, layer.signed, layer.burst)
-            else:
-                spikes, v = if_step(x, v, theta, layer.reset)
-            total += spikes
+        if buffer is None or buffer.shape[0] < current.shape[0]:
+            buffer = torch.empty((current.shape[0], *shape), dtype=torch.int8, device=device)
+        for a, b in _readout_cuts(t0, t0 + current.shape[0], steps):
+            out = buffer[:b - a]
+            neuron_scan(current[a - t0:b - t0], v, theta, reset=layer.reset, bias=bias if has_bias else None,
+                        signed=layer.signed, burst=layer.burst, count=count, out=out)
+            total += out.sum(0, dtype=total.dtype)
             if trains is not None:
-                trains[t0 + step] = spikes[0].to(torch.int8)
-            if t0 + step + 1 in steps:
+                trains[a:b] = out[:, 0]
+            if b in steps:
                 # weighted by (t / T)^2, since rate errors shrink about as 1/t: each readout counts alike
-                error = total * theta / timesteps - target.unsqueeze(0) * ((t0 + step + 1) / timesteps)
+                error = total * theta / timesteps - target.unsqueeze(0) * (b / timesteps)
                 squared = squared + (error * error).sum(dims)
     error = total * theta / timesteps - target.unsqueeze(0)
     return squared, error.sum(dims), (target > 0).sum([0] + list(range(2, target.ndim)))
