@@ -73,20 +73,21 @@ def neuron_scan(current: torch.Tensor, v: torch.Tensor, threshold: torch.Tensor,
     if out is None:
         out = torch.empty(current.shape[:1] + torch.broadcast_shapes(current.shape[1:], v.shape),
                           dtype=current.dtype, device=current.device)
-    if not extended:  # the common case, with buffers reused across steps: no allocation per step
-        fired = torch.empty(v.shape, dtype=torch.bool, device=v.device)
-        k = torch.empty_like(v) if reset == "subtract" else None
+    if not extended:  # the common case, allocation-free per step (float 0/1 spikes: the fastest kernels)
+        direct = out.dtype == v.dtype and out.shape[1:] == v.shape
+        k = None if direct else torch.empty_like(v)
         for t in range(current.shape[0]):
+            spikes = out[t] if direct else k
             v.add_(current[t])
             if bias is not None:
                 v.add_(bias)
-            torch.ge(v, threshold, out=fired)
+            torch.ge(v, threshold, out=spikes)
             if reset == "subtract":
-                k.copy_(fired)
-                v.addcmul_(k, threshold, value=-1.0) if torch.is_tensor(threshold) else v.sub_(k * threshold)
+                v.addcmul_(spikes, threshold, value=-1.0) if torch.is_tensor(threshold) else v.sub_(spikes * threshold)
             else:
-                v.masked_fill_(fired, 0.0)
-            out[t].copy_(fired)
+                v.addcmul_(v, spikes, value=-1.0)  # v * (1 - k): zero where it fired
+            if not direct:
+                out[t].copy_(spikes)
         return out, v, count
     for t in range(current.shape[0]):
         v.add_(current[t])

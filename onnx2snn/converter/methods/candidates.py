@@ -7,6 +7,7 @@ summed per channel, so a choice can be made per channel or for the whole layer f
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import torch
@@ -15,6 +16,8 @@ from ...ops.neurons import neuron_scan
 
 # Positive activations kept per channel for percentiles (a seeded subsample beyond that).
 MAX_SAMPLES = 1 << 22
+# Elements of the spike buffer that candidate neurons write (a few steps of K x positions x C, float).
+BUFFER_ELEMENTS = 1 << 23
 
 
 def percentile_table(targets: list[torch.Tensor], percentiles: list[float], channel: bool,
@@ -76,9 +79,10 @@ def _view(values: torch.Tensor, ndim: int) -> torch.Tensor:
     return values.reshape(values.shape[0], 1, values.shape[1], *[1] * (ndim - 3))
 
 
-def _readout_cuts(t0: int, t1: int, steps: set[int]) -> list[tuple[int, int]]:
-    """``[t0, t1)`` split so that every readout step (a step count) ends a piece."""
-    cuts = sorted({t0, t1} | {s for s in steps if t0 < s < t1})
+def _readout_cuts(t0: int, t1: int, steps: set[int], span: int) -> list[tuple[int, int]]:
+    """``[t0, t1)`` split into pieces of at most ``span`` steps, so that every readout step (a step count)
+    ends a piece."""
+    cuts = sorted({t0, t1} | {s for s in steps if t0 < s < t1} | set(range(t0, t1, span)))
     return list(zip(cuts[:-1], cuts[1:]))
 
 
@@ -104,15 +108,17 @@ def simulate_candidates(layer, candidates: Candidates, current_chunks, target: t
     steps = set(score_steps or (timesteps,))
     squared = 0
     has_bias = bool(candidates.bias.abs().max() > 0)
-    buffer = None
+    # float 0/1 spikes of a few steps at a time: neuron_scan writes them without a copy, and they add to
+    # the totals fastest; int8 only where trains are kept
+    span = max(1, min(timesteps, BUFFER_ELEMENTS // math.prod(shape)))
+    buffer = torch.empty((span, *shape), device=device)
     for t0, current in current_chunks:
-        if buffer is None or buffer.shape[0] < current.shape[0]:
-            buffer = torch.empty((current.shape[0], *shape), dtype=torch.int8, device=device)
-        for a, b in _readout_cuts(t0, t0 + current.shape[0], steps):
+        for a, b in _readout_cuts(t0, t0 + current.shape[0], steps, span):
             out = buffer[:b - a]
             neuron_scan(current[a - t0:b - t0], v, theta, reset=layer.reset, bias=bias if has_bias else None,
                         signed=layer.signed, burst=layer.burst, count=count, out=out)
-            total += out.sum(0, dtype=total.dtype)
+            for step in out:
+                total.add_(step)
             if trains is not None:
                 trains[a:b] = out[:, 0]
             if b in steps:

@@ -117,10 +117,13 @@ class LayerwiseRun:
         env = self._env(neuron, chunk, span, images)
         for source in self.segments[neuron].neuron_reads:
             trains = self.trains[source][chunk][t0:t1, images]
-            values = trains.reshape(-1, *trains.shape[2:])
-            values = values.to(torch.float32, memory_format=torch.channels_last) if values.ndim == 4 else values.float()
+            values = torch.empty((trains.shape[0] * trains.shape[1], *trains.shape[2:]), device=trains.device,
+                                 memory_format=torch.channels_last if trains.ndim == 5 else torch.contiguous_format)
+            folded = values.view(trains.shape)  # time folded into the batch: one conversion, no copies
             if is_neuron(self.network.layers[source]):  # signed spike counts times the threshold
-                values = values.mul_(channel_view(self.network.layers[source].threshold, values.ndim))
+                torch.mul(trains, channel_view(self.network.layers[source].threshold, trains.ndim - 1), out=folded)
+            else:
+                folded.copy_(trains)
             env[self.network.node_outputs[source][0]] = values
         self.network.run_nodes(env, self.segments[neuron].nodes)
         value = env[target]
