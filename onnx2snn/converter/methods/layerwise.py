@@ -120,10 +120,9 @@ class LayerwiseRun:
             values = torch.empty((trains.shape[0] * trains.shape[1], *trains.shape[2:]), device=trains.device,
                                  memory_format=torch.channels_last if trains.ndim == 5 else torch.contiguous_format)
             folded = values.view(trains.shape)  # time folded into the batch: one conversion, no copies
+            folded.copy_(trains)  # (a cast, then a float multiply: 3x faster than one mixed-dtype multiply)
             if is_neuron(self.network.layers[source]):  # signed spike counts times the threshold
-                torch.mul(trains, channel_view(self.network.layers[source].threshold, trains.ndim - 1), out=folded)
-            else:
-                folded.copy_(trains)
+                folded.mul_(channel_view(self.network.layers[source].threshold, trains.ndim - 1))
             env[self.network.node_outputs[source][0]] = values
         self.network.run_nodes(env, self.segments[neuron].nodes)
         value = env[target]
