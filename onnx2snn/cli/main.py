@@ -6,6 +6,7 @@ bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -27,6 +28,30 @@ def _timesteps(text: str) -> list[int]:
     return values
 
 
+@contextlib.contextmanager
+def calibration_progress(args: argparse.Namespace):
+    """A bar over the calibrated layers (with an ETA) on a terminal or with ``--progress``; ``-v`` adds
+    a line per layer (its log record, printed above the bar); ``--quiet`` shows neither."""
+    from ..converter.progress import BarProgress, reporting
+
+    if getattr(args, "quiet", False):
+        logger = logging.getLogger("onnx2snn")
+        level = logger.level
+        logger.setLevel(logging.WARNING)
+        try:
+            yield
+        finally:
+            logger.setLevel(level)
+        return
+    if not (getattr(args, "progress", False) or sys.stderr.isatty()):
+        yield
+        return
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with logging_redirect_tqdm(), reporting(BarProgress()):
+        yield
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from ..converter.convert import ConversionOptions, convert
     from ..data import parse_floats
@@ -34,9 +59,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
     options = ConversionOptions(threshold=args.threshold, reset=args.reset, maxpool=args.maxpool,
                                 calibration_timesteps=args.calib_timesteps, batch_size=args.batch_size,
                                 max_memory=args.max_memory)
-    conversion = convert(args.ann, args.output, args.data, parse_floats(args.mean, "--mean"),
-                         parse_floats(args.std, "--std"), calibration_images=args.calib, options=options,
-                         seed=args.seed, device=args.device)
+    with calibration_progress(args):
+        conversion = convert(args.ann, args.output, args.data, parse_floats(args.mean, "--mean"),
+                             parse_floats(args.std, "--std"), calibration_images=args.calib, options=options,
+                             seed=args.seed, device=args.device)
     for note in conversion.notes:
         print(f"note: {note}", file=sys.stderr)
     print(f"wrote {args.output}: {len(conversion.thresholds)} spiking layers, threshold {args.threshold}, "
@@ -116,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-memory", default="4GB",
                    help="memory budget, e.g. 4GB: batches shrink to fit, or it fails before allocating")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--progress", action="store_true",
+                   help="show the bar over the calibrated layers even when stderr is not a terminal")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no per-layer lines")
     p.set_defaults(run=cmd_convert)
 
     p = sub.add_parser("evaluate", help="accuracy of a spiking model against timesteps")

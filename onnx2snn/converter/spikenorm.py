@@ -14,12 +14,16 @@ of a chunk at once, by folding time into the batch dimension.
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import numpy as np
 import torch
 
 from ..runtime.network import SpikingNetwork
+from . import progress as progress_report
 from .thresholds import MIN_THRESHOLD, batches
+
+log = logging.getLogger(__name__)
 
 TIME_CHUNK = 16
 
@@ -41,10 +45,13 @@ def spikenorm_thresholds(network: SpikingNetwork, images: torch.Tensor, timestep
     run = LayerwiseRun(network, list(batches(images, batch_size)), timesteps)
     run.track_ann = False
     thresholds: dict[str, np.ndarray] = {}
+    progress = progress_report.current()
+    progress.start(len(run.order), "calibrating (spikenorm)")
     for node in run.order:
         layer = network.layers[node]
         if not is_neuron(layer):
             run.pass_through(node)  # e.g. a spiking max-pool gate: stepped through time, nothing to set
+            progress.advance(network.node_names[node])
             continue
         peak = 0.0
         for chunk in range(len(run.chunks)):
@@ -59,4 +66,6 @@ def spikenorm_thresholds(network: SpikingNetwork, images: torch.Tensor, timestep
         if run.uses[node]:
             trains_per_chunk = [run.neuron_trains(node, chunk) for chunk in range(len(run.chunks))]
         run.record(node, [], trains_per_chunk)
+        log.info("calibrated %s: threshold %.4g (the largest input current)", network.node_names[node], threshold)
+        progress.advance(network.node_names[node])
     return thresholds

@@ -23,6 +23,7 @@ import logging
 import numpy as np
 import torch
 
+from .. import progress as progress_report
 from ..thresholds import MIN_THRESHOLD, ThresholdMethod, batches
 from .candidates import Candidates, Errors, percentile_table, simulate_candidates
 from .layerwise import LayerwiseRun, is_neuron
@@ -197,11 +198,14 @@ def calibrate(network, images: torch.Tensor, method: ThresholdMethod, timesteps:
     percentiles = _percentiles(spec, auto)
     scales = SCALES if spec.scale_search else [1.0]
     thresholds = {}
+    progress = progress_report.current()
+    progress.start(len(run.order), f"calibrating ({method})")
 
     for neuron in run.order:
         layer = network.layers[neuron]
         if not is_neuron(layer):
             run.pass_through(neuron)
+            progress.advance(network.node_names[neuron])
             continue
         name = network.node_names[neuron]
         if layer.clip_max is not None and spec.burst > 1:
@@ -239,4 +243,5 @@ def calibrate(network, images: torch.Tensor, method: ThresholdMethod, timesteps:
         run.record(neuron, targets, trains)
         log.info("calibrated %s: threshold %.4g (mean), v_init/threshold %.2f (mean), |bias| %.3g (mean)",
                  name, float(chosen.theta.mean()), float(chosen.vfrac.mean()), float(chosen.bias.abs().mean()))
+        progress.advance(name)
     return thresholds
