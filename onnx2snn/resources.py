@@ -28,6 +28,10 @@ _UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1024**2, "MB":
           "G": 1024**3, "GB": 1024**3, "GIB": 1024**3, "T": 1024**4, "TB": 1024**4, "TIB": 1024**4}
 SNN_DOMAIN = "onnx2snn"
 SPIKENORM_TIME_CHUNK = 16  # spikenorm.TIME_CHUNK: timesteps of one chunk are held at once
+# Layer-wise calibration works in units of about 2M current elements (layerwise.WORK_ELEMENTS) and scores
+# candidates in buffers of 8M elements (candidates.BUFFER_ELEMENTS), with the held-out images' sampled
+# currents cached: a working set of a few hundred MB, whatever the number of images.
+CALIBRATION_WORKING_SET = 384 * 1024**2
 PERCENTILE_SAMPLES = 1 << 23  # thresholds.MAX_PERCENTILE_SAMPLES: float32 samples kept per layer
 
 
@@ -185,10 +189,14 @@ def calibration_batch_size(model: onnx.ModelProto, network, calibration: torch.T
             kept = [min(n * images, PERCENTILE_SAMPLES) * 4 for n in sizes.neurons]
             fixed = sum(kept) + max(kept, default=0)
         per_image = 2 * sizes.per_image  # the pass plus the probe's copies
-    else:  # a simulation of the calibration set (SpikeNorm): spike trains stored for a few layers
-        largest_layers = sorted(sizes.neurons, reverse=True)[:3]
-        fixed = sum(largest_layers) * timesteps * images + sizes.per_image * images // 4
-        per_image = sizes.per_image + 4 * SPIKENORM_TIME_CHUNK * sizes.largest
+    else:  # a layer-by-layer simulation of the calibration set (SpikeNorm, auto...)
+        largest_layers = sorted(sizes.neurons, reverse=True)[:3]  # stored while later layers read them
+        binary = not any(part.startswith(("signed", "burst")) for part in str(method).split("+")[1:])
+        train_bytes = -(-timesteps // 8) if binary else timesteps  # binary trains: 8 steps to a byte
+        kept_ann = 0 if str(method).startswith("spikenorm") else 4 * sum(largest_layers) * images
+        fixed = (sum(largest_layers) * train_bytes * images + kept_ann + sizes.per_image * images // 4
+                 + CALIBRATION_WORKING_SET)
+        per_image = sizes.per_image
     return _fit("calibration", fixed, per_image, batch_size, budget)
 
 

@@ -47,8 +47,19 @@ def default_model(name: str = "small_cnn") -> tuple[Path, tuple, tuple]:
     return (path, *stored_normalization(path))
 
 
+def calibration_bar():
+    """The calibration's bar over the layers when stderr is a terminal (as ``convert`` shows it)."""
+    import contextlib
+    import sys
+
+    from ..converter.progress import BarProgress, reporting
+
+    return reporting(BarProgress()) if sys.stderr.isatty() else contextlib.nullcontext()
+
+
 def run_demo(limit: int, timesteps: list[int], out_dir: Path, device: str = "cpu",
-             threshold: str = "percentile:99.9", model: str = "small_cnn") -> dict:
+             threshold: str = ConversionOptions.threshold, model: str = "small_cnn") -> dict:
+    """Convert with ``convert``'s default method (``auto``), soft and hard reset, and evaluate both."""
     started = time.time()
     ann, mean, std = default_model(model)
     data = cifar10_dir()
@@ -56,8 +67,9 @@ def run_demo(limit: int, timesteps: list[int], out_dir: Path, device: str = "cpu
     curves, ann_accuracy = {}, None
     for reset, label in (("subtract", "soft reset"), ("zero", "hard reset")):
         snn = out_dir / f"snn_{reset}.onnx"
-        convert(ann, snn, data, mean, std, calibration_images=256,
-                options=ConversionOptions(threshold=threshold, reset=reset), device=device)
+        with calibration_bar():
+            convert(ann, snn, data, mean, std, calibration_images=256,
+                    options=ConversionOptions(threshold=threshold, reset=reset), device=device)
         result = evaluate(snn, data, timesteps=timesteps, limit=limit, device=device,
                           ann_path=ann if ann_accuracy is None else None)
         ann_accuracy = result.ann_accuracy if ann_accuracy is None else ann_accuracy
