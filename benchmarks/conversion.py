@@ -31,8 +31,8 @@ METHODS = ("percentile:99.9", "spikenorm", "auto")
 def cifar_resnet(depth: int):
     """He et al.'s CIFAR ResNet-(6n+2) with option-A (pad) shortcuts, BatchNorm, random weights."""
     import torch
-    from torch import nn
     import torch.nn.functional as F
+    from torch import nn
 
     class Block(nn.Module):
         def __init__(self, cin: int, cout: int, stride: int):

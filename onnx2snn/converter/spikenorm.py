@@ -55,8 +55,8 @@ def spikenorm_thresholds(network: SpikingNetwork, images: torch.Tensor, timestep
             continue
         peak = 0.0
         for chunk in range(len(run.chunks)):
-            for t0, t1, images in run.units(node, chunk):
-                peak = max(peak, float(run.currents(node, chunk, t0, t1, images).max()))
+            for t0, t1, group in run.units(node, chunk):
+                peak = max(peak, float(run.currents(node, chunk, t0, t1, group).max()))
         threshold = max(peak, MIN_THRESHOLD)
         if layer.clip_max is not None:
             threshold = min(threshold, layer.clip_max)

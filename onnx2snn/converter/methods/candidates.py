@@ -7,6 +7,7 @@ summed per channel, so a choice can be made per channel or for the whole layer f
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 import numpy as np
@@ -51,7 +52,7 @@ class Candidates:
     def k(self) -> int:
         return self.theta.shape[0]
 
-    def pick(self, index: torch.Tensor) -> "Candidates":
+    def pick(self, index: torch.Tensor) -> Candidates:
         """One candidate per channel: ``index`` is ``[C]``."""
         channels = torch.arange(self.theta.shape[1])
         return Candidates(*(value[index, channels].unsqueeze(0) for value in (self.theta, self.vfrac, self.bias)))
@@ -83,7 +84,7 @@ def _readout_cuts(t0: int, t1: int, steps: set[int], span: int) -> list[tuple[in
     """``[t0, t1)`` split into pieces of at most ``span`` steps, so that every readout step (a step count)
     ends a piece."""
     cuts = sorted({t0, t1} | {s for s in steps if t0 < s < t1} | set(range(t0, t1, span)))
-    return list(zip(cuts[:-1], cuts[1:]))
+    return list(itertools.pairwise(cuts))
 
 
 def simulate_candidates(layer, candidates: Candidates, current_chunks, target: torch.Tensor, timesteps: int,

@@ -172,7 +172,7 @@ class LayerwiseRun:
             return [(t0, t1, images) for t0, t1 in times for images in groups]
         return [(t0, t1, images) for images in groups for t0, t1 in times]
 
-    def neuron_trains(self, neuron: int, chunk: int) -> "torch.Tensor | BitTrains":
+    def neuron_trains(self, neuron: int, chunk: int) -> torch.Tensor | BitTrains:
         """The spike trains of a neuron layer at its current parameters (``BitTrains`` for binary spikes,
         else ``[T, n, ...]`` int8 signed spike counts), stepped by the one neuron kernel exactly as the
         runtime's ``IF.scan`` steps it."""
