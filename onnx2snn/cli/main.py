@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_ops)
 
     p = sub.add_parser("demo", help="convert the default model and compare ANN and SNN accuracy")
-    p.add_argument("--limit", type=int, default=200, help="class-balanced test images (200: ~3 min on 2 CPU cores)")
+    p.add_argument("--limit", type=int, default=200, help="class-balanced test images (200: about 1 min of CPU time, measured 53 s with one thread)")
     p.add_argument("-T", default="16,32,64,128")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--device", default="cpu")
