@@ -26,6 +26,9 @@ from .thresholds import MIN_THRESHOLD, batches
 log = logging.getLogger(__name__)
 
 TIME_CHUNK = 16
+# The first pass (the maximum) keeps up to this many bytes of currents for the second (the spike trains),
+# which then computes only the rest again: with 128 images at T=32 most layers are computed once.
+KEPT_CURRENT_BYTES = 256 * 1024**2
 
 
 @dataclasses.dataclass
@@ -53,10 +56,14 @@ def spikenorm_thresholds(network: SpikingNetwork, images: torch.Tensor, timestep
             run.pass_through(node)  # e.g. a spiking max-pool gate: stepped through time, nothing to set
             progress.advance(network.node_names[node])
             continue
-        peak = 0.0
+        peak, cached, room = 0.0, {}, KEPT_CURRENT_BYTES if run.uses[node] else 0
         for chunk in range(len(run.chunks)):
             for t0, t1, group in run.units(node, chunk):
-                peak = max(peak, float(run.currents(node, chunk, t0, t1, group).max()))
+                current = run.currents(node, chunk, t0, t1, group)
+                peak = max(peak, float(current.max()))
+                if current.numel() * current.element_size() <= room:  # reused by the second pass
+                    cached[(chunk, t0, group.start)] = current
+                    room -= current.numel() * current.element_size()
         threshold = max(peak, MIN_THRESHOLD)
         if layer.clip_max is not None:
             threshold = min(threshold, layer.clip_max)
@@ -64,7 +71,7 @@ def spikenorm_thresholds(network: SpikingNetwork, images: torch.Tensor, timestep
         thresholds[network.node_names[node]] = np.array([threshold], dtype=np.float32)
         trains_per_chunk = None
         if run.uses[node]:
-            trains_per_chunk = [run.neuron_trains(node, chunk) for chunk in range(len(run.chunks))]
+            trains_per_chunk = [run.neuron_trains(node, chunk, cached) for chunk in range(len(run.chunks))]
         run.record(node, [], trains_per_chunk)
         log.info("calibrated %s: threshold %.4g (the largest input current)", network.node_names[node], threshold)
         progress.advance(network.node_names[node])

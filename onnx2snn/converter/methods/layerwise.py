@@ -172,13 +172,16 @@ class LayerwiseRun:
             return [(t0, t1, images) for t0, t1 in times for images in groups]
         return [(t0, t1, images) for images in groups for t0, t1 in times]
 
-    def neuron_trains(self, neuron: int, chunk: int) -> torch.Tensor | BitTrains:
+    def neuron_trains(self, neuron: int, chunk: int, cached: dict | None = None) -> torch.Tensor | BitTrains:
         """The spike trains of a neuron layer at its current parameters (``BitTrains`` for binary spikes,
         else ``[T, n, ...]`` int8 signed spike counts), stepped by the one neuron kernel exactly as the
-        runtime's ``IF.scan`` steps it."""
+        runtime's ``IF.scan`` steps it. ``cached`` maps ``(chunk, t0, first image)`` to currents already
+        computed (each is used once, then dropped)."""
         layer, trains, state, buffer = self.network.layers[neuron], None, None, None
         for t0, t1, images in self.units(neuron, chunk):
-            current = self.currents(neuron, chunk, t0, t1, images)
+            current = (cached or {}).pop((chunk, t0, images.start), None)
+            if current is None:
+                current = self.currents(neuron, chunk, t0, t1, images)
             if trains is None:
                 shape = (len(self.chunks[chunk]), *current.shape[2:])
                 binary = not layer.extended
