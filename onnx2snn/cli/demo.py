@@ -1,12 +1,14 @@
 """``onnx2snn demo``: convert the default model, then compare ANN and SNN accuracy over T."""
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
 
 from ..api import ConversionOptions, convert, evaluate, input_normalization
 from ..atomic import atomic_write_text
+from ..converter.progress import BarProgress, reporting
 from ..data import cifar10_dir, shared_dir
 from ..devices import resolve_device
 from ..dialect import load_model, metadata
@@ -46,9 +48,9 @@ def default_model(name: str = "small_cnn") -> tuple[Path, tuple, tuple]:
 
 
 def run_demo(limit: int, timesteps, out_dir: Path, device: str = "cpu",
-             threshold: str = "percentile:99.9", model: str = "small_cnn", say=print,
+             threshold: str = ConversionOptions.threshold, model: str = "small_cnn", say=print,
              progress: bool = False) -> dict:
-    """Convert with soft and hard reset, evaluate both; ``say`` receives every line of text
+    """Convert with ``convert``'s default method (``auto``), soft and hard reset, and evaluate both; ``say`` receives every line of text
     (each step as it starts, and every file written)."""
     started = time.time()
     resolve_device(device)  # an absent accelerator is one clear error before any work
@@ -60,8 +62,9 @@ def run_demo(limit: int, timesteps, out_dir: Path, device: str = "cpu",
     for reset, label in (("subtract", "soft reset"), ("zero", "hard reset")):
         snn = out_dir / f"snn_{reset}.onnx"
         say(f"[{label}] converting ({threshold}) ...")
-        convert(ann, snn, data, mean, std, calibration_images=256,
-                options=ConversionOptions(threshold=threshold, reset=reset), device=device)
+        with reporting(BarProgress()) if progress else contextlib.nullcontext():  # the bar over the layers
+            convert(ann, snn, data, mean, std, calibration_images=256,
+                    options=ConversionOptions(threshold=threshold, reset=reset), device=device)
         say(f"[{label}] wrote {snn}; evaluating T={','.join(map(str, timesteps))} on {limit} images ...")
         written.append(snn)
         result = evaluate(snn, data, timesteps=timesteps, limit=limit, device=device,

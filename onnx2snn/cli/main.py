@@ -10,6 +10,7 @@ An error about an API parameter names it; ``FLAGS`` turns that name into the com
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -17,10 +18,13 @@ import re
 import sys
 from pathlib import Path
 
+from tqdm.contrib.logging import logging_redirect_tqdm
+
 from .. import __version__
 from ..api import ConversionOptions, convert, evaluate
 from ..atomic import atomic_write_text
 from ..config import CONFIG_KEY, load_config
+from ..converter.progress import BarProgress, reporting
 from ..data import parse_floats
 from ..docs import ops_table
 from ..errors import ConfigError, InvalidModelError, Onnx2SnnError
@@ -49,6 +53,26 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
         if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
             return action.help
         return super()._get_help_string(action)
+
+
+@contextlib.contextmanager
+def calibration_progress(args: argparse.Namespace):
+    """A bar over the calibrated layers (with an ETA) on a terminal or with ``--progress``; ``-v`` adds
+    a line per layer (its log record, printed above the bar); ``--quiet`` shows neither."""
+    if getattr(args, "quiet", False):
+        logger = logging.getLogger("onnx2snn")
+        level = logger.level
+        logger.setLevel(logging.WARNING)
+        try:
+            yield
+        finally:
+            logger.setLevel(level)
+        return
+    if not (getattr(args, "progress", False) or sys.stderr.isatty()):
+        yield
+        return
+    with logging_redirect_tqdm(), reporting(BarProgress()):
+        yield
 
 
 def error_line(error: Onnx2SnnError) -> str:
@@ -149,11 +173,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
     options = ConversionOptions(threshold=config["threshold"], reset=config["reset"], maxpool=config["maxpool"],
                                 calibration_timesteps=config["calib_timesteps"], batch_size=config["batch_size"],
                                 max_memory=config["max_memory"], layout=config["layout"])
-    conversion = convert(config["ann"], args.output, config["data"], config["mean"], config["std"],
-                         calibration_images=config["calib"], options=options, seed=config["seed"],
-                         device=config["device"],
-                         # the effective configuration, so that `convert --config SNN.onnx` can repeat it
-                         metadata={CONFIG_KEY: json.dumps(config, sort_keys=True)})
+    with calibration_progress(args):
+        conversion = convert(config["ann"], args.output, config["data"], config["mean"], config["std"],
+                             calibration_images=config["calib"], options=options, seed=config["seed"],
+                             device=config["device"],
+                             # the effective configuration, so that `convert --config SNN.onnx` can repeat it
+                             metadata={CONFIG_KEY: json.dumps(config, sort_keys=True)})
     if not args.quiet:
         for note in conversion.notes:
             print(f"note: {note}", file=sys.stderr)
@@ -202,7 +227,9 @@ def add_convert(sub) -> None:
     p.add_argument("--layout", default=CONVERT_DEFAULTS["layout"], choices=["auto", "nchw", "nhwc"],
                    help="the model's input layout: auto reads it from the graph; nhwc for Keras/tf2onnx models")
     p.add_argument("--json", action="store_true", help="print a JSON summary (output file, effective config) on stdout")
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("--progress", action="store_true",
+                   help="show the bar over the calibrated layers even when stderr is not a terminal")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors (no bar, no per-layer lines)")
     p.set_defaults(run=cmd_convert, parser=p)
 
 
@@ -382,7 +409,7 @@ def add_demo(sub) -> None:
                        formatter_class=HelpFormatter,
                        epilog="examples:\n  onnx2snn demo\n  onnx2snn demo --model resnet20 --limit 100 -T 32,64\n\n"
                               + EXIT_CODES)
-    p.add_argument("--limit", type=int, default=200, help="class-balanced test images (200: ~70 s on 2 CPU cores)")
+    p.add_argument("--limit", type=int, default=200, help="class-balanced test images (200: about 1 min of CPU time)")
     p.add_argument("-T", default="16,32,64,128", help="timesteps to report")
     p.add_argument("--out", default="runs/demo", help="folder for the spiking models, the plot and the JSON report")
     p.add_argument("--device", default="cpu", help="torch device: cpu | cuda")

@@ -76,13 +76,17 @@ def neuron_scan(current: torch.Tensor, v: torch.Tensor, threshold: torch.Tensor,
         out = stacked_like(like, current.shape[0], current.dtype)
     if not extended:
         # Three or four in-place passes per step and no allocation (large temporaries cost page
-        # faults). k is written straight into out[t]; since k is 0 or 1, v - k*threshold and
-        # v - v*k are exactly v - threshold (soft) or 0 (hard) where the neuron fired, v elsewhere.
+        # faults). k is written straight into out[t] when out matches v (float 0/1 spikes: the
+        # fastest kernels), else into one reused buffer that is copied into out[t] (int8 trains,
+        # reduced precision). Since k is 0 or 1, v - k*threshold and v - v*k are exactly
+        # v - threshold (soft) or 0 (hard) where the neuron fired, v elsewhere.
+        direct = out.dtype == v.dtype and out.shape[1:] == v.shape
+        buffer = None if direct else torch.empty_like(v)
         for t in range(current.shape[0]):
             v.add_(current[t])
             if bias is not None:
                 v.add_(bias)
-            k = out[t]
+            k = out[t] if direct else buffer
             torch.ge(v, threshold, out=k)
             if reset == "zero":
                 v.addcmul_(v, k, value=-1.0)
@@ -94,6 +98,8 @@ def neuron_scan(current: torch.Tensor, v: torch.Tensor, threshold: torch.Tensor,
                 v.addcmul_(k, threshold, value=-1.0)
             else:
                 v.add_(k, alpha=-threshold)
+            if not direct:
+                out[t].copy_(k)
         return out, v, count
     for t in range(current.shape[0]):
         v.add_(current[t])

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ...dialect import NeuronParameters
+from .. import progress as progress_report
 from .candidates import Candidates, Errors, percentile_table, simulate_candidates
 from .common import MIN_THRESHOLD, batches
 from .layerwise import LayerwiseRun, is_neuron
@@ -67,8 +68,9 @@ class LayerCalibration:
 
     Neurons at different positions do not interact, so candidates are scored on a seeded sample
     of at most SAMPLED_POSITIONS (image, pixel) positions per chunk and channel: the layer's
-    input currents are computed in full (the convolutions need every input), then sampled, and
-    the selection images' samples are kept for the few passes one layer needs.
+    input currents are computed in full, in work units of time-folded batches (the convolutions
+    need every input), and only the sampled positions are kept. The selection images' samples
+    are kept for the few passes one layer needs, so they are computed once.
     """
 
     def __init__(self, run: LayerwiseRun, neuron: int, targets: list[torch.Tensor], fit: list[int],
@@ -77,6 +79,7 @@ class LayerCalibration:
         self.score_steps = score_steps
         self.layer = run.network.layers[neuron]
         self.cache: dict[int, list] = {}
+        self.sampled_targets: dict[int, torch.Tensor] = {}
         self.positions = {}
         for chunk, target in enumerate(targets):
             count = target.numel() // target.shape[1]
@@ -84,20 +87,45 @@ class LayerCalibration:
                 generator = torch.Generator().manual_seed(seed * 1_000_003 + neuron * 1009 + chunk)
                 self.positions[chunk] = torch.randperm(count, generator=generator)[:SAMPLED_POSITIONS].sort().values
 
-    def _sample(self, chunk: int, value: torch.Tensor, lead: int) -> torch.Tensor:
-        """``[*lead dims, n, C, ...]`` as ``[*lead dims, positions, C]`` (the sampled positions)."""
-        channels = value.shape[lead + 1]
-        flat = value.movedim(lead + 1, lead).reshape(*value.shape[:lead], channels, -1)
+    def _positions_of(self, chunk: int, images: slice, per_image: int) -> tuple[int, int, torch.Tensor | None]:
+        """The sampled positions of ``images`` (a slice of the chunk): their range in the sample and
+        their index among the images' own positions (None: all of them)."""
+        start, stop, _ = images.indices(len(self.targets[chunk]))
         index = self.positions.get(chunk)
-        if index is not None:
-            flat = flat[..., index.to(flat.device)]
-        return flat.movedim(-1, lead)
+        if index is None:
+            return start * per_image, stop * per_image, None
+        p0, p1 = torch.searchsorted(index, torch.tensor([start * per_image, stop * per_image])).tolist()
+        return p0, p1, index[p0:p1] - start * per_image
+
+    def _sampled_target(self, chunk: int) -> torch.Tensor:
+        """The ANN activation at the sampled positions: ``[positions, C]``."""
+        if chunk not in self.sampled_targets:
+            target = self.targets[chunk]
+            flat = target.movedim(1, -1).reshape(-1, target.shape[1])
+            index = self.positions.get(chunk)
+            self.sampled_targets[chunk] = flat if index is None else flat[index.to(flat.device)]
+        return self.sampled_targets[chunk]
+
+    def _sampled_currents(self, chunk: int):
+        """``(t0, [span, positions, C])`` pieces: the input currents at the sampled positions."""
+        target = self._sampled_target(chunk)
+        channels, per_image = target.shape[1], self.targets[chunk][0].numel() // target.shape[1]
+        piece, piece_t0 = None, None
+        for t0, t1, images in self.run.units(self.neuron, chunk, time_outer=True):
+            if piece_t0 != t0:
+                if piece is not None:
+                    yield piece_t0, piece
+                piece, piece_t0 = torch.empty((t1 - t0, len(target), channels), device=target.device), t0
+            current = self.run.currents(self.neuron, chunk, t0, t1, images)
+            flat = current.movedim(2, -1).reshape(t1 - t0, -1, channels)  # [span, image positions, C]
+            p0, p1, index = self._positions_of(chunk, images, per_image)
+            piece[:, p0:p1] = flat if index is None else flat[:, index.to(flat.device)]
+        yield piece_t0, piece
 
     def _currents(self, chunk: int):
         if chunk in self.cache:
             return self.cache[chunk]
-        pieces = ((t0, self._sample(chunk, self.run.currents(self.neuron, chunk, t0, t1), 1))
-                  for t0, t1 in self.run.time_chunks())
+        pieces = self._sampled_currents(chunk)
         if chunk in self.select:
             self.cache[chunk] = list(pieces)
             return self.cache[chunk]
@@ -107,22 +135,16 @@ class LayerCalibration:
         squared = signed = active = 0
         positions = 0
         for chunk in chunks:
-            target = self._sample(chunk, self.targets[chunk], 0)
+            target = self._sampled_target(chunk)
             sq, sg, act = simulate_candidates(self.layer, candidates, self._currents(chunk), target,
                                               self.run.timesteps, score_steps=self.score_steps)
             squared, signed, active = squared + sq, signed + sg, active + act
             positions += target.shape[0]
         return Errors(squared.cpu(), signed.cpu(), positions, active.cpu())
 
-    def final(self, candidates: Candidates) -> list[torch.Tensor]:
-        """Spike trains of every chunk (all positions) with the chosen parameters."""
-        trains = []
-        for chunk, target in enumerate(self.targets):
-            train = torch.empty((self.run.timesteps, *target.shape), dtype=torch.int8, device=target.device)
-            currents = ((t0, self.run.currents(self.neuron, chunk, t0, t1)) for t0, t1 in self.run.time_chunks())
-            simulate_candidates(self.layer, candidates, currents, target, self.run.timesteps, train)
-            trains.append(train)
-        return trains
+    def final(self) -> list[torch.Tensor]:
+        """Spike trains of every chunk (all positions) with the parameters set on the layer."""
+        return [self.run.neuron_trains(self.neuron, chunk) for chunk in range(len(self.targets))]
 
 
 def _grid(theta: torch.Tensor, vfrac: torch.Tensor, bias: torch.Tensor) -> Candidates:
@@ -179,11 +201,14 @@ def calibrate(network, images: torch.Tensor, method: ThresholdMethod, timesteps:
     percentiles = _percentiles(spec, auto)
     scales = SCALES if spec.scale_search else [1.0]
     chosen_parameters = {}
+    progress = progress_report.current()
+    progress.start(len(run.order), f"calibrating ({method})")
 
     for neuron in run.order:
         layer = network.layers[neuron]
         if not is_neuron(layer):
             run.pass_through(neuron)
+            progress.advance(network.node_names[neuron])
             continue
         name = network.node_names[neuron]
         burst = 1 if layer.clip_max is not None else spec.burst  # a burst could exceed the ANN's Clip ceiling
@@ -214,8 +239,9 @@ def calibrate(network, images: torch.Tensor, method: ThresholdMethod, timesteps:
                                       _compress(chosen.bias), spec.signed, burst)
         layer.configure(parameters)  # the layers after it are calibrated against its spikes
         chosen_parameters[name] = parameters
-        trains = calibration.final(chosen) if spec.simulates and run.uses[neuron] else None
+        trains = calibration.final() if spec.simulates and run.uses[neuron] else None
         run.record(neuron, targets, trains)
         log.info("calibrated %s: threshold %.4g (mean), v_init/threshold %.2f (mean), |bias| %.3g (mean)",
                  name, float(chosen.theta.mean()), float(chosen.vfrac.mean()), float(chosen.bias.abs().mean()))
+        progress.advance(name)
     return chosen_parameters

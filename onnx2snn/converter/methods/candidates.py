@@ -7,12 +7,17 @@ summed per channel, so a choice can be made per channel or for the whole layer f
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import math
 
 import numpy as np
 import torch
 
 from ...ops.neurons import neuron_scan
 from .common import MAX_CHANNEL_SAMPLES as MAX_SAMPLES
+
+# Elements of the spike buffer that candidate neurons write (a few steps of K x positions x C, float).
+BUFFER_ELEMENTS = 1 << 23
 
 
 def percentile_table(targets: list[torch.Tensor], percentiles: list[float], channel: bool,
@@ -46,7 +51,7 @@ class Candidates:
     def k(self) -> int:
         return self.theta.shape[0]
 
-    def pick(self, index: torch.Tensor) -> "Candidates":
+    def pick(self, index: torch.Tensor) -> Candidates:
         """One candidate per channel: ``index`` is ``[C]``."""
         channels = torch.arange(self.theta.shape[1])
         return Candidates(*(value[index, channels].unsqueeze(0) for value in (self.theta, self.vfrac, self.bias)))
@@ -74,6 +79,13 @@ def _view(values: torch.Tensor, ndim: int) -> torch.Tensor:
     return values.reshape(values.shape[0], 1, values.shape[1], *[1] * (ndim - 3))
 
 
+def _readout_cuts(t0: int, t1: int, steps: set[int], span: int) -> list[tuple[int, int]]:
+    """``[t0, t1)`` split into pieces of at most ``span`` steps, so that every readout step (a step count)
+    ends a piece."""
+    cuts = sorted({t0, t1} | {s for s in steps if t0 < s < t1} | set(range(t0, t1, span)))
+    return list(itertools.pairwise(cuts))
+
+
 def simulate_candidates(layer, candidates: Candidates, current_chunks, target: torch.Tensor, timesteps: int,
                         trains: torch.Tensor | None = None, score_steps: tuple[int, ...] = ()
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -83,31 +95,35 @@ def simulate_candidates(layer, candidates: Candidates, current_chunks, target: t
     activation), summed over the readouts at ``score_steps`` (default: the last step; each weighted
     by (t / T)^2 so that every readout counts about alike), the signed
     rate error at ``timesteps``, and the ANN's active positions per channel. Fills ``trains``
-    (``[T, n, ...]``, int8 signed spike counts) when given.
+    (``[T, n, ...]``, int8 signed spike counts) when given. The K neurons are stepped together by
+    the one neuron kernel (``neuron_scan``), writing int8 spike counts into a reused buffer.
     """
     ndim, device = target.ndim + 1, target.device
     theta, bias = _view(candidates.theta.to(device), ndim), _view(candidates.bias.to(device), ndim)
     dims = [1] + list(range(3, ndim))
     shape = (candidates.k, *target.shape)
     v = torch.zeros(shape, device=device) + theta * _view(candidates.vfrac.to(device), ndim)
-    count = torch.zeros(shape, device=device)
+    count = torch.zeros(shape, device=device) if layer.signed else None
     total = torch.zeros(shape, device=device)
     steps = set(score_steps or (timesteps,))
     squared = 0
     has_bias = bool(candidates.bias.abs().max() > 0)
-    step_out = torch.empty(shape, device=device).unsqueeze(0)
+    # float 0/1 spikes of a few steps at a time: neuron_scan writes them without a copy, and they add to
+    # the totals fastest; int8 only where trains are kept
+    span = max(1, min(timesteps, BUFFER_ELEMENTS // math.prod(shape)))
+    buffer = torch.empty((span, *shape), device=device)
     for t0, current in current_chunks:
-        for step in range(current.shape[0]):
-            x = current[step].unsqueeze(0) + bias if has_bias else current[step].unsqueeze(0)
-            # the one neuron kernel, one step at a time (v and count updated in place)
-            spikes = neuron_scan(x.unsqueeze(0), v, theta, reset=layer.reset, signed=layer.signed,
-                                 burst=layer.burst, count=count, out=step_out)[0][0]
-            total += spikes
+        for a, b in _readout_cuts(t0, t0 + current.shape[0], steps, span):
+            out = buffer[:b - a]
+            neuron_scan(current[a - t0:b - t0], v, theta, reset=layer.reset, bias=bias if has_bias else None,
+                        signed=layer.signed, burst=layer.burst, count=count, out=out)
+            for step in out:
+                total.add_(step)
             if trains is not None:
-                trains[t0 + step] = spikes[0].to(torch.int8)
-            if t0 + step + 1 in steps:
+                trains[a:b] = out[:, 0]
+            if b in steps:
                 # weighted by (t / T)^2, since rate errors shrink about as 1/t: each readout counts alike
-                error = total * theta / timesteps - target.unsqueeze(0) * ((t0 + step + 1) / timesteps)
+                error = total * theta / timesteps - target.unsqueeze(0) * (b / timesteps)
                 squared = squared + (error * error).sum(dims)
     error = total * theta / timesteps - target.unsqueeze(0)
     return squared, error.sum(dims), (target > 0).sum([0] + list(range(2, target.ndim)))

@@ -13,12 +13,21 @@ of a chunk at once, by folding time into the batch dimension.
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 
 from ...runtime.network import SpikingNetwork
+from .. import progress as progress_report
 from .common import MIN_THRESHOLD, batches
 from .layerwise import LayerwiseRun, is_neuron
+
+log = logging.getLogger(__name__)
+
+# The first pass (the maximum) keeps up to this many bytes of currents for the second (the spike trains),
+# which then computes only the rest again: with 128 images at T=32 most layers are computed once.
+KEPT_CURRENT_BYTES = 256 * 1024**2
 
 
 @torch.inference_mode()
@@ -27,33 +36,31 @@ def spikenorm_thresholds(network: SpikingNetwork, images: torch.Tensor, timestep
     run = LayerwiseRun(network, list(batches(images, batch_size)), timesteps)
     run.track_ann = False
     thresholds: dict[str, np.ndarray] = {}
+    progress = progress_report.current()
+    progress.start(len(run.order), "calibrating (spikenorm)")
     for node in run.order:
         layer = network.layers[node]
         if not is_neuron(layer):
             run.pass_through(node)  # e.g. a spiking max-pool gate: stepped through time, nothing to set
+            progress.advance(network.node_names[node])
             continue
-        peak = 0.0
+        peak, cached, room = 0.0, {}, KEPT_CURRENT_BYTES if run.uses[node] else 0
         for chunk in range(len(run.chunks)):
-            for t0, t1 in run.time_chunks():
-                peak = max(peak, float(run.currents(node, chunk, t0, t1).max()))
+            for t0, t1, group in run.units(node, chunk):
+                current = run.currents(node, chunk, t0, t1, group)
+                peak = max(peak, float(current.max()))
+                if current.numel() * current.element_size() <= room:  # reused by the second pass
+                    cached[(chunk, t0, group.start)] = current
+                    room -= current.numel() * current.element_size()
         threshold = max(peak, MIN_THRESHOLD)
         if layer.clip_max is not None:
             threshold = min(threshold, layer.clip_max)
         layer.set_threshold([threshold])
         thresholds[network.node_names[node]] = np.array([threshold], dtype=np.float32)
-
         trains_per_chunk = None
         if run.uses[node]:
-            trains_per_chunk = []
-            for chunk in range(len(run.chunks)):
-                state, trains = None, None
-                for t0, t1 in run.time_chunks():
-                    current = run.currents(node, chunk, t0, t1)
-                    if trains is None:
-                        trains = torch.empty((timesteps, *current.shape[1:]), dtype=torch.int8, device=current.device)
-                    for step in range(current.shape[0]):
-                        out, state = layer.step(state, current[step])
-                        trains[t0 + step] = (out / layer.threshold.reshape(-1)[0]).round().to(torch.int8)
-                trains_per_chunk.append(trains)
+            trains_per_chunk = [run.neuron_trains(node, chunk, cached) for chunk in range(len(run.chunks))]
         run.record(node, [], trains_per_chunk)
+        log.info("calibrated %s: threshold %.4g (the largest input current)", network.node_names[node], threshold)
+        progress.advance(network.node_names[node])
     return thresholds
