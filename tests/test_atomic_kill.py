@@ -13,7 +13,6 @@ import onnx
 import pytest
 
 from onnx2snn.atomic import atomic_write_bytes, stale_temp_files
-from onnx2snn.converter.convert import ConversionOptions, convert
 
 from hostile_cases import MEAN, STD, cnn, make_image_folder, single_thread  # noqa: F401 (autouse fixture)
 
@@ -89,9 +88,10 @@ def test_sigkill_convert_at_random_moments(tmp_path):
     work = tmp_path / "out"
     work.mkdir()
     output = work / "snn.onnx"
-    # The complete result, computed in-process (conversion is deterministic, see test_determinism).
-    convert(model, output, data, [0.5] * 3, [0.25] * 3, calibration_images=30,
-            options=ConversionOptions(threshold="max"))
+    command = [sys.executable, "-m", "onnx2snn", "convert", str(model), "-o", str(output), "--data", str(data),
+               "--mean", MEAN, "--std", STD, "--calib", "30", "--threshold", "max"]
+    # The complete result of the same command, not killed (conversion is deterministic, see test_determinism).
+    subprocess.run(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True, timeout=300)
     new_bytes = output.read_bytes()
     old_bytes = b"an older complete output"
     delay = float(np.random.default_rng(6).uniform(0.3, 3.0))
@@ -101,10 +101,7 @@ def test_sigkill_convert_at_random_moments(tmp_path):
             output.write_bytes(old_bytes)
         else:
             output.unlink(missing_ok=True)
-        process = subprocess.Popen(
-            [sys.executable, "-m", "onnx2snn", "convert", str(model), "-o", str(output), "--data", str(data),
-             "--mean", MEAN, "--std", STD, "--calib", "30", "--threshold", "max"],
-            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(command, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _kill_when(process, work, when)
         if not output.exists():
             assert not old_output, "the old output vanished"
