@@ -97,8 +97,8 @@ def snn_pass(snn: str, data: str, calib: int, timesteps: int, batch_size: int) -
     """(child) One simulation of the calibration images at T steps, as the converter draws them."""
     import torch
 
-    from onnx2snn.data import load_split, to_tensor
     from onnx2snn import load_model
+    from onnx2snn.data import load_split, to_tensor
     from onnx2snn.runtime import SpikingNetwork
 
     network = SpikingNetwork(load_model(snn)).to(memory_format=torch.channels_last)  # as evaluate runs it
@@ -132,7 +132,8 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="onnx2snn_conversion_bench_"))
     models = {}
     for depth in (int(d) for d in args.depths.split(",")):
-        models[f"resnet{depth}"] = (SHARED / "models" / "resnet20_cifar10.onnx") if depth == 20 else export(depth, folder)
+        models[f"resnet{depth}"] = ((SHARED / "models" / "resnet20_cifar10.onnx") if depth == 20
+                                    else export(depth, folder))
     best: dict[tuple[str, str], dict] = {}
     for round_index in range(args.rounds):
         for name, path in models.items():
@@ -174,7 +175,8 @@ def main() -> None:
             report["results"].setdefault(name, {})[method] = figures
             extra = figures.get("calibration_cpu_vs_snn_pass")
             print(f"{name:10s} {method:16s} {figures['wall_s']:8.1f} {figures['cpu_s']:8.1f} "
-                  f"{figures['peak_rss_mb']:8d} {ratio:17.2f}" + (f"  (calibration alone: {extra:.2f})" if extra else ""))
+                  f"{figures['peak_rss_mb']:8d} {ratio:17.2f}"
+                  + (f"  (calibration alone: {extra:.2f})" if extra else ""))
     deep = [n for n in models if n != "resnet20"]
     if "resnet20" in models and deep and "auto" in methods:
         for name in deep:

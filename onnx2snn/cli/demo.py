@@ -50,8 +50,8 @@ def default_model(name: str = "small_cnn") -> tuple[Path, tuple, tuple]:
 def run_demo(limit: int, timesteps, out_dir: Path, device: str = "cpu",
              threshold: str = ConversionOptions.threshold, model: str = "small_cnn", say=print,
              progress: bool = False) -> dict:
-    """Convert with ``convert``'s default method (``auto``), soft and hard reset, and evaluate both; ``say`` receives every line of text
-    (each step as it starts, and every file written)."""
+    """Convert with ``convert``'s default method (``auto``), soft and hard reset, and evaluate both;
+    ``say`` receives every line of text (each step as it starts, and every file written)."""
     started = time.time()
     resolve_device(device)  # an absent accelerator is one clear error before any work
     timesteps = timestep_list(timesteps)

@@ -214,7 +214,8 @@ def add_convert(sub) -> None:
     p.add_argument("--maxpool", default=CONVERT_DEFAULTS["maxpool"], choices=["spiking", "average"],
                    help="spiking: MaxPool runs as a spiking max-pool gate (faithful); average: replace it by "
                         "AveragePool, which changes the network (a warning says so)")
-    p.add_argument("--calib", type=int, default=CONVERT_DEFAULTS["calib"], help="calibration images from the train split")
+    p.add_argument("--calib", type=int, default=CONVERT_DEFAULTS["calib"],
+                   help="calibration images from the train split")
     p.add_argument("--calib-timesteps", type=int, default=CONVERT_DEFAULTS["calib_timesteps"],
                    help="timesteps the calibration simulates: spikenorm's horizon, and the latency T that "
                         "auto and the calibrated methods target (auto scores T/4, T/2 and T)")
@@ -255,7 +256,8 @@ def _print_stats(args, label: str, result) -> None:
                  f"{stats.sops:,.0f} synaptic ops + {stats.static_macs:,} MACs of the analog first layer(s); "
                  f"ANN {stats.ann_macs:,} MACs")
     lines.append(f"energy per image: SNN {energy['snn']:.2f} µJ vs ANN {energy['ann']:.2f} µJ "
-                 f"({stats.costs['accumulate_pj']:g} pJ/accumulate, {stats.costs['mac_pj']:g} pJ/MAC; Horowitz 2014, 45 nm)")
+                 f"({stats.costs['accumulate_pj']:g} pJ/accumulate, {stats.costs['mac_pj']:g} pJ/MAC; "
+                 "Horowitz 2014, 45 nm)")
     lines.append("")
     lines += table(["T", "accuracy", "SOPs/image", "SOPs/ANN MACs", "energy µJ"],
                    [[str(t), f"{100 * result.snn_accuracy[t]:.2f}%", f"{sops:,.0f}", f"{sops / stats.ann_macs:.3f}",
@@ -314,13 +316,15 @@ def add_evaluate(sub) -> None:
         formatter_class=HelpFormatter,
         description="Accuracy of spiking models against timesteps, next to the ANN; --stats adds firing rates,\n"
                     "synaptic operations and an energy estimate (docs/tools.md).",
-        epilog="examples:\n  onnx2snn evaluate snn.onnx --data ../shared/data/cifar10 -T 16,32,64 --limit 200 --ann ann.onnx\n"
+        epilog="examples:\n  onnx2snn evaluate snn.onnx --data ../shared/data/cifar10 -T 16,32,64 --limit 200 "
+               "--ann ann.onnx\n"
                "  onnx2snn evaluate snn.onnx --data DIR -T 8,16,32 --limit 100 --stats --plot runs/plots \\\n"
                "      --trace /Relu:0,5\n"
                "  onnx2snn evaluate soft.onnx hard.onnx --data DIR --plot runs/plots   # soft vs hard reset\n\n"
                + EXIT_CODES)
     p.add_argument("snn", nargs="+", help="the spiking .onnx file(s) (several: compared in --plot)")
-    p.add_argument("--data", required=True, help="data set folder: DIR/{train,test}/<class>/*.png|jpg or CIFAR-10 batches")
+    p.add_argument("--data", required=True,
+                   help="data set folder: DIR/{train,test}/<class>/*.png|jpg or CIFAR-10 batches")
     p.add_argument("--split", default="test", choices=["train", "test"], help="which split to evaluate on")
     p.add_argument("-T", default="16,32,64,128,256", help="timesteps, e.g. 16,32,64 (one simulation to the largest)")
     p.add_argument("--limit", type=int, help="a class-balanced subset of N images (default: the whole split)")
@@ -331,7 +335,8 @@ def add_evaluate(sub) -> None:
                         "when FILE is left out")
     p.add_argument("--mean", help="override the stored input mean")
     p.add_argument("--std", help="override the stored input std")
-    p.add_argument("--batch-size", type=int, default=250, help="images per simulation batch (shrunk to fit --max-memory)")
+    p.add_argument("--batch-size", type=int, default=250,
+                   help="images per simulation batch (shrunk to fit --max-memory)")
     p.add_argument("--max-memory", default="4GB",
                    help="memory budget, e.g. 4GB: batches shrink to fit, or it fails before allocating")
     p.add_argument("--spikes", action="store_true", help="also count spikes per image")

@@ -165,7 +165,8 @@ def _corrections(chosen: Candidates, measured: Errors, spec: ThresholdMethod, ti
     if spec.potential_correction:
         rows.append((chosen.vfrac + steps * per_step * timesteps / chosen.theta, chosen.bias.expand(len(steps), -1)))
     k = len(steps) * len(rows)
-    return Candidates(chosen.theta.expand(k, -1).clone(), torch.cat([vfrac.expand(len(steps), -1) for vfrac, _ in rows]),
+    return Candidates(chosen.theta.expand(k, -1).clone(),
+                      torch.cat([vfrac.expand(len(steps), -1) for vfrac, _ in rows]),
                       torch.cat([bias for _, bias in rows]))
 
 
