@@ -2,6 +2,8 @@
 on the accumulated outputs and the spike counts of every layer."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -111,6 +113,12 @@ def test_cli(tmp_path, capsys):
     np.testing.assert_allclose(_session(onnx.load(out)).run(None, {"x": x})[0], expected, rtol=1e-5, atol=1e-5)
     assert main(["export", str(source), "--to", "onnx-loop", "-o", str(out)]) == 2
     assert "-T" in capsys.readouterr().err
+    assert main(["export", str(source), "--to", "onnx-loop", "-T", "3", "-o", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["T"] == 3 and summary["output"] == str(out)
+    assert summary["outputs"][0] == onnx.load(out).graph.output[0].name
+    assert main(["export", str(source), "--to", "onnx-loop", "-T", "3", "-o", str(out), "--quiet"]) == 0
+    assert capsys.readouterr().out == ""
 
 
 @pytest.mark.parametrize("attrs", [{"reset": "subtract"}, {"reset": "zero"}, {"burst": 2}, {"signed": 1, "burst": 2}])
