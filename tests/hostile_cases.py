@@ -32,14 +32,16 @@ def single_thread():
     torch.set_num_threads(threads)
 
 
-def make_image_folder(root: Path, classes: int = 10, per_class: int = 3, size: int = 8, seed: int = 0) -> Path:
-    """A CIFAR-style image-folder data set: root/{train,test}/class_k/img_i.png."""
+def make_image_folder(root: Path, classes: int = 10, per_class: int = 3, size: int = 8, seed: int = 0,
+                      test_per_class: int | None = None) -> Path:
+    """A CIFAR-style image-folder data set of noise: root/{train,test}/class_k/img_i.png."""
     rng = np.random.default_rng(seed)
     for split in ("train", "test"):
+        count = per_class if split == "train" or test_per_class is None else test_per_class
         for k in range(classes):
             folder = root / split / f"class_{k}"
             folder.mkdir(parents=True, exist_ok=True)
-            for i in range(per_class):
+            for i in range(count):
                 pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
                 Image.fromarray(pixels).save(folder / f"img_{i}.png")
     return root

@@ -7,27 +7,20 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 import models  # noqa: E402
 import reset_study  # noqa: E402
 import train  # noqa: E402
 
+from hostile_cases import make_image_folder
+
 
 @pytest.fixture
 def data(tmp_path) -> Path:
-    rng = np.random.default_rng(2)
-    for split, count in (("train", 2), ("test", 2)):
-        for label in range(10):
-            folder = tmp_path / "data" / split / f"c{label}"
-            folder.mkdir(parents=True)
-            for i in range(count):
-                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
-    return tmp_path / "data"
+    return make_image_folder(tmp_path / "data", per_class=2, size=32, seed=2)
 
 
 def test_sweep_in_pieces_then_table_and_plots(data, tmp_path, capsys):

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 import train  # noqa: E402
@@ -20,19 +19,14 @@ import train  # noqa: E402
 from onnx2snn.converter.convert import ConversionOptions, convert_model  # noqa: E402
 from onnx2snn.dialect import load_model  # noqa: E402
 
+from hostile_cases import make_image_folder
+
 
 @pytest.fixture
 def data(tmp_path, monkeypatch) -> Path:
     """10 classes x 2 train and 1 test PNGs of 32x32 noise."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    rng = np.random.default_rng(1)
-    for split, count in (("train", 2), ("test", 1)):
-        for label in range(10):
-            folder = tmp_path / "data" / split / f"c{label}"
-            folder.mkdir(parents=True)
-            for i in range(count):
-                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{i}.png")
-    return tmp_path / "data"
+    return make_image_folder(tmp_path / "data", per_class=2, test_per_class=1, size=32, seed=1)
 
 
 def common(data: Path, out: Path) -> list[str]:
