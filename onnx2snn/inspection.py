@@ -144,9 +144,7 @@ def _executed_shapes(model: onnx.ModelProto) -> dict[str, list]:
     if not dims or any(not isinstance(d, int) or d < 1 for d in dims[1:]):
         return _inferred_shapes(model)
     try:
-        with torch.inference_mode():
-            env = network.static_env(torch.zeros([1] + dims[1:]))
-            network.run_nodes(env, network.dynamic_nodes)
+        env = network.analog_tensors(torch.zeros([1] + dims[1:]))
     except Exception:  # noqa: BLE001 - a graph whose shapes don't fit together: show what inference knows
         return _inferred_shapes(model)
     return {name: list(value.shape) for name, value in env.items() if hasattr(value, "shape")}

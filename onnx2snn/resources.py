@@ -89,12 +89,9 @@ def estimate_sizes(model: onnx.ModelProto, image_shape: tuple[int, ...]) -> Acti
 
 def trial_run(network, sample: torch.Tensor) -> ActivationSizes:
     """Run the analog graph on one image: proves it runs, returns 2-D logits, and measures it."""
-    env = network.constant_env()
-    constants = set(env)
-    env[network.input_name] = sample
+    constants = set(network.constant_env())
     try:
-        with torch.inference_mode():
-            network.run_nodes(env, network.static_nodes + network.dynamic_nodes)
+        env = network.analog_tensors(sample)
     except (RuntimeError, ValueError, IndexError) as error:  # torch's shape errors ("dimension out of range")
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise InvalidModelError(f"the graph fails on one input image [1, {', '.join(map(str, sample.shape[1:]))}] "

@@ -164,9 +164,5 @@ def input_shape(model: onnx.ModelProto, batch: int = 1) -> list[int]:
 def tensor_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     """The shape of every tensor for a batch of one, found by running the graph's ANN meaning
     in the runtime (which knows the custom nodes that ONNX shape inference does not)."""
-    net = SpikingNetwork(model)
-    x = torch.zeros(input_shape(model))
-    with torch.inference_mode():
-        env = net.static_env(x)
-        net.run_nodes(env, net.dynamic_nodes)
+    env = SpikingNetwork(model).analog_tensors(torch.zeros(input_shape(model)))
     return {name: tuple(value.shape) for name, value in env.items() if hasattr(value, "shape")}

@@ -198,9 +198,15 @@ class SpikingNetwork(nn.Module):
     @torch.inference_mode()
     def analog(self, x: torch.Tensor, probe: Probe | None = None) -> torch.Tensor:
         """The ANN's output: every neuron acts as its ReLU (or Clip)."""
+        return self.analog_tensors(x, probe)[self.output_name]
+
+    @torch.inference_mode()
+    def analog_tensors(self, x: torch.Tensor, probe: Probe | None = None) -> dict[str, torch.Tensor]:
+        """Every tensor of one analog (ANN) pass, by name, constants included: what shape and
+        memory measurements read."""
         env = self.static_env(x)
         self.run_nodes(env, self.dynamic_nodes, probe=probe)
-        return env[self.output_name]
+        return env
 
     def set_precision(self, dtype: torch.dtype | str) -> SpikingNetwork:
         """Run the synaptic ops of the dynamic part in ``dtype`` (``float32``, ``bfloat16`` or
