@@ -24,7 +24,7 @@ from .devices import resolve_device
 from .dialect import METADATA, read_spiking, sha256_file
 from .errors import InvalidModelError
 from .resources import evaluation_batch_size
-from .runtime import SpikingNetwork
+from .runtime import SpikingNetwork, fast_layout
 from .runtime.blocks import keep_freed_memory
 from .runtime.distributed import setup as setup_distributed
 from .runtime.timesteps import timestep_list
@@ -87,11 +87,6 @@ def ann_predictions(ann_path: str | os.PathLike, x: np.ndarray, batch_size: int 
     return np.concatenate(predictions)
 
 
-def _channels_last(tensor: torch.Tensor) -> torch.Tensor:
-    """``channels_last`` for rank-4 tensors only (the format exists for rank 4; 3-D convs use rank 5)."""
-    return tensor.contiguous(memory_format=torch.channels_last) if tensor.ndim == 4 else tensor
-
-
 def resume_key(settings: dict, **options) -> str:
     """Everything that changes the results: a checkpoint resumes only a run with an equal key."""
     return json.dumps({**{k: v for k, v in settings.items() if k != "device"}, **options}, sort_keys=True)
@@ -125,7 +120,7 @@ def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = 
     network = SpikingNetwork(model).to(device).eval().set_precision(precision)
     network.block_memory = min(network.block_memory, parse_size(max_memory) // 8)  # timesteps run at once
     # channels_last: ~15% faster convolutions on CPU for spike tensors (rank-4 weights only)
-    network._apply(_channels_last)
+    network._apply(fast_layout)
     mean, std = input_normalization(network.metadata, mean, std)
     layout = resolve_layout(model, layout or network.metadata.get(METADATA.input_layout))
     images = load_split(data, split, limit=limit)
@@ -165,7 +160,7 @@ def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = 
                    bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} images [{elapsed}<{remaining}]")
     for start in range(state["done"], len(x), batch_size):
         batch = x[start:start + batch_size].to(device)
-        batch = _channels_last(batch) if layout == "nchw" else batch
+        batch = fast_layout(batch) if layout == "nchw" else batch
         target = labels[start:start + batch_size].to(device)
         if recorder is not None:
             recorder.start_batch(len(batch))
