@@ -80,3 +80,11 @@ def test_the_standard_onnx_meaning_runs_in_onnxruntime():
     expected = session.run(None, {"x": x})[0]
     got = SpikingNetwork(canonical).analog(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("head", [b"PK\x03\x04", b"\x80\x02}q\x00"])
+def test_a_pytorch_checkpoint_gets_the_export_call_from_the_library_too(tmp_path, head):
+    path = tmp_path / "model.pth"
+    path.write_bytes(head + b"weights" * 10)
+    with pytest.raises(InvalidModelError, match=r"looks like a PyTorch checkpoint.*torch\.onnx\.export\("):
+        dialect.load_model(path)

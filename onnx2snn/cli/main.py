@@ -27,7 +27,7 @@ from ..config import CONFIG_KEY, load_config
 from ..converter.progress import BarProgress, reporting
 from ..data import parse_floats
 from ..docs import ops_table
-from ..errors import ConfigError, InvalidModelError, Onnx2SnnError
+from ..errors import ConfigError, Onnx2SnnError
 from ..export.cli import add_export, add_import
 from ..ops import registered
 from ..report import evaluation_plots
@@ -98,19 +98,6 @@ def _progress_wanted(args: argparse.Namespace) -> bool:
     return bool(args.progress) or sys.stderr.isatty()
 
 
-def check_model_file(path: str | os.PathLike | None) -> None:
-    """Refuse a PyTorch checkpoint given as a model with the way to export it."""
-    if path is None or not Path(path).is_file():
-        return
-    with open(path, "rb") as handle:
-        head = handle.read(4)
-    if head[:2] == b"PK" or head[:1] == b"\x80":
-        raise InvalidModelError(
-            f"{path}: this looks like a PyTorch checkpoint ({'zip archive' if head[:2] == b'PK' else 'pickle'}), "
-            "not an ONNX model; export it first: torch.onnx.export(model, example_input, \"model.onnx\") "
-            "with the model in eval mode and example_input a tensor of one input's shape")
-
-
 # -- convert -----------------------------------------------------------------------------------
 
 # Options that a config file may set, with their defaults (also the keys of the stored config).
@@ -167,7 +154,6 @@ def _effective_convert_config(args: argparse.Namespace) -> dict:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     config = _effective_convert_config(args)
-    check_model_file(config["ann"])
     if not args.output:
         raise ConfigError("convert needs -o/--output SNN.onnx")
     options = ConversionOptions(threshold=config["threshold"], reset=config["reset"], maxpool=config["maxpool"],
@@ -275,7 +261,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError("--json FILE takes one spiking model; with several, use --json (stdout) or --plot")
     results = []
     for path in args.snn:
-        check_model_file(path)
         checkpoint = Path(str(args.json) + ".partial") if to_file else None
         result = evaluate(path, args.data, split=args.split, timesteps=timestep_list(args.T), limit=args.limit,
                           ann_path=args.ann, device=args.device, batch_size=args.batch_size, mean=args.mean,
@@ -357,8 +342,6 @@ def add_evaluate(sub) -> None:
 # -- inspect, ops, demo --------------------------------------------------------------------------
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    for path in (args.diff or []) + [args.model]:
-        check_model_file(path)
     if args.diff:
         text = describe_diff(*args.diff, as_json=args.json)
     elif args.model:

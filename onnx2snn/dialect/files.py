@@ -80,19 +80,27 @@ def _protobuf_kind(data: bytes) -> str | None:
     return None
 
 
+def _not_a_model_hint(data: bytes, fallback: str) -> str:
+    """Why bytes that are not a model are not one, and what to do: a PyTorch checkpoint (a zip
+    archive or a raw pickle) gets the export call; another ONNX message is named."""
+    if data[:2] == b"PK" or data[:1] == b"\x80":
+        return (f"this looks like a PyTorch checkpoint ({'zip archive' if data[:2] == b'PK' else 'pickle'}); "
+                'export it first: torch.onnx.export(model, example_input, "model.onnx") with the model in eval '
+                "mode and example_input a tensor of one input's shape")
+    kind = _protobuf_kind(data)
+    return f"it looks like a serialized {kind}, not a ModelProto" if kind else fallback
+
+
 def parse_model(data: bytes, what: str) -> onnx.ModelProto:
     """Parse serialized bytes as a ModelProto with a non-empty graph, or raise InvalidModelError."""
     model = onnx.ModelProto()
     try:
         model.ParseFromString(data)
     except (DecodeError, RuntimeError, ValueError, TypeError, UnicodeDecodeError, RecursionError) as error:
-        kind = _protobuf_kind(data)
-        hint = f"it looks like a serialized {kind}, not a ModelProto" if kind else \
-            f"truncated or not a protobuf: {type(error).__name__}"
+        hint = _not_a_model_hint(data, f"truncated or not a protobuf: {type(error).__name__}")
         raise InvalidModelError(f"{what}: not an ONNX model ({hint})") from error
     if not model.HasField("graph") or not model.graph.node:
-        kind = _protobuf_kind(data)
-        hint = f"it looks like a serialized {kind}, not a ModelProto" if kind else "no graph, or a graph with no nodes"
+        hint = _not_a_model_hint(data, "no graph, or a graph with no nodes")
         raise InvalidModelError(f"{what}: not an ONNX model ({hint})")
     return model
 
