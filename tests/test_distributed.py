@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -38,3 +39,28 @@ def test_two_gloo_processes_match_one(tmp_path, snn, small_cnn_file, tiny_images
     assert two["spikes_per_image"] == pytest.approx(one["spikes_per_image"], rel=1e-9)
     assert pair.stdout.count("images: 17") == 1  # one result, printed by rank 0
     assert not list(tmp_path.glob("*.partial*"))
+
+
+# Each threshold method at a batch size that gives 2 processes several batches, plus runs where one process
+# has no selection batch (auto@16: 2 fit batches, 1 selection batch) or no batch at all (spikenorm@64).
+CONVERSIONS = ["max@4", "percentile:99.9@4", "spikenorm@4", "spikenorm@64", "auto@4", "auto@16"]
+
+
+def test_two_gloo_processes_convert_like_one(tmp_path, small_cnn_file, tiny_images):
+    """Calibration under torchrun: every statistic is combined across processes in batch order, so each
+    method's spiking file equals the single-process one byte for byte (thresholds, v_init, bias, metadata)."""
+    tests = Path(__file__).resolve().parent
+    env = {"PYTHONPATH": os.pathsep.join([str(tests.parent), os.environ.get("PYTHONPATH", "")])}  # this tree
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+    args = [tests / "distributed_convert.py", small_cnn_file, tiny_images]
+    single = run([*args, tmp_path / "one", *CONVERSIONS], env)
+    assert single.returncode == 0, single.stderr
+    pair = run(["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29518",
+                *args, tmp_path / "two", *CONVERSIONS], env)
+    assert pair.returncode == 0, pair.stderr
+    for conversion in CONVERSIONS:
+        one, two = (tmp_path / name / f"{conversion}.onnx" for name in ("one", "two"))
+        assert two.read_bytes() == one.read_bytes(), f"{conversion}: 2 processes wrote another file than 1"
+    assert pair.stdout.count("wrote ") == len(CONVERSIONS)  # rank 0 alone reports
+    assert not [p for p in (tmp_path / "two").iterdir() if p.suffix != ".onnx"]  # no temporary files left

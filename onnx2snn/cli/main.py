@@ -165,6 +165,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
                              device=config["device"],
                              # the effective configuration, so that `convert --config SNN.onnx` can repeat it
                              metadata={CONFIG_KEY: json.dumps(config, sort_keys=True)})
+    if conversion.rank:  # torchrun: every rank holds the same conversion; rank 0 wrote it and reports it
+        return 0
     if not args.quiet:
         for note in conversion.notes:
             print(f"note: {note}", file=sys.stderr)

@@ -25,6 +25,8 @@ from ..dialect import (
     write_neuron_parameters,
 )
 from ..errors import ConfigError
+from ..runtime.distributed import World
+from ..runtime.distributed import setup as setup_distributed
 from ..runtime.network import SpikingNetwork
 from .budget import fit_calibration
 from .methods.spec import ThresholdMethod
@@ -69,6 +71,7 @@ class Conversion:
     model: onnx.ModelProto
     neurons: dict[str, NeuronParameters]
     notes: list[str]
+    rank: int = 0  # under torchrun: this process's rank (every rank holds the same result; rank 0 wrote it)
 
     @property
     def thresholds(self) -> dict[str, np.ndarray]:
@@ -76,14 +79,15 @@ class Conversion:
 
 
 def _convert(model: onnx.ModelProto, calibration: torch.Tensor, options: ConversionOptions, method: ThresholdMethod,
-             metadata: dict[str, str], checked: bool) -> Conversion:
+             metadata: dict[str, str], checked: bool, world: World = World()) -> Conversion:
     if calibration.ndim < 2 or len(calibration) == 0:
         raise ConfigError("calibration needs at least one image", parameter="calibration")
     layout = resolve_layout(model, options.layout)
     canonical = normalize(model, reset=options.reset, maxpool=options.maxpool, checked=checked)
     network = SpikingNetwork(canonical.model).to(calibration.device)  # the conversion runs where its images are
     options = fit_calibration(canonical.model, network, calibration, options, method)  # memory budget, trial run
-    neurons = compute_thresholds(network, calibration, method, options.calibration_timesteps, options.batch_size)
+    neurons = compute_thresholds(network, calibration, method, options.calibration_timesteps, options.batch_size,
+                                 world=world)
     spiking = canonical.model
     write_neuron_parameters(spiking, neurons)
     properties = {
@@ -99,7 +103,7 @@ def _convert(model: onnx.ModelProto, calibration: torch.Tensor, options: Convers
     }
     del spiking.metadata_props[:]
     onnx.helper.set_model_props(spiking, dict(sorted(properties.items())))
-    return Conversion(spiking, neurons, canonical.notes)
+    return Conversion(spiking, neurons, canonical.notes, world.rank)
 
 
 def convert_model(model: onnx.ModelProto, calibration: torch.Tensor,
@@ -118,10 +122,15 @@ def convert(ann_path: str | os.PathLike, output_path: str | os.PathLike, data: s
             metadata: dict[str, str] | None = None) -> Conversion:
     """Convert the ANN at ``ann_path``, calibrating on train-split images of ``data``, and write
     the spiking graph to ``output_path`` (atomically). ``metadata`` adds entries to the file's
-    ``metadata_props`` (the CLI records its effective configuration there)."""
+    ``metadata_props`` (the CLI records its effective configuration there). Under ``torchrun`` each
+    process calibrates on its share of the calibration batches, the statistics are combined across
+    processes (runtime/distributed.py), every process returns the same conversion, and rank 0
+    writes the file."""
     options = options or ConversionOptions()
     method = options.validate()
     target = resolve_device(device)
+    world = setup_distributed(str(target))
+    target = torch.device(world.device(str(target)))
     if calibration_images < 1:
         raise ConfigError("calibration_images must be at least 1", parameter="calibration_images")
     model = load_model(ann_path)  # the structural checks run here, once
@@ -137,6 +146,8 @@ def convert(ann_path: str | os.PathLike, output_path: str | os.PathLike, data: s
         METADATA.input_std: ",".join(f"{v:g}" for v in std),
         METADATA.calibration_seed: str(seed),
     }
-    conversion = _convert(model, calibration, options, method, metadata, checked=True)
-    save_model(conversion.model, output_path)
+    conversion = _convert(model, calibration, options, method, metadata, checked=True, world=world)
+    if world.rank == 0:
+        save_model(conversion.model, output_path)
+    world.barrier()  # the file exists when any process returns
     return conversion

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..dialect import NeuronParameters
+from ..runtime.distributed import World
 from ..runtime.network import SpikingNetwork
 from .methods.activation import activation_thresholds
 from .methods.calibrate import calibrate
@@ -24,12 +25,15 @@ from .methods.spikenorm import spikenorm_thresholds
 
 
 def compute_thresholds(network: SpikingNetwork, images: torch.Tensor, method: ThresholdMethod,
-                       timesteps: int, batch_size: int = 128, seed: int = 0) -> dict[str, NeuronParameters]:
-    """Every neuron's parameters (threshold, initial potential, bias, spike mode), keyed by node name."""
+                       timesteps: int, batch_size: int = 128, seed: int = 0,
+                       world: World = World()) -> dict[str, NeuronParameters]:
+    """Every neuron's parameters (threshold, initial potential, bias, spike mode), keyed by node name.
+    Under torchrun (``world``), every process passes all the images, works on its share of the batches,
+    and gets the same parameters (runtime/distributed.py)."""
     if method.kind == "spikenorm":
-        thresholds = spikenorm_thresholds(network, images, timesteps, batch_size)
+        thresholds = spikenorm_thresholds(network, images, timesteps, batch_size, world)
     elif method.kind in ("max", "percentile") and method == ThresholdMethod(method.kind, method.percentile):
-        thresholds = activation_thresholds(network, images, method, batch_size, seed)
+        thresholds = activation_thresholds(network, images, method, batch_size, seed, world)
     else:
-        return calibrate(network, images, method, timesteps, batch_size, seed)
+        return calibrate(network, images, method, timesteps, batch_size, seed, world)
     return {name: NeuronParameters(np.asarray(values, np.float32)) for name, values in thresholds.items()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ...runtime.distributed import World
 from ...runtime.network import SpikingNetwork
 from .common import MAX_PERCENTILE_SAMPLES, MIN_THRESHOLD, batches
 from .spec import ThresholdMethod
@@ -20,8 +21,9 @@ def cap_to_clip(network: SpikingNetwork, thresholds: dict[str, np.ndarray]) -> d
 
 
 def activation_thresholds(network: SpikingNetwork, images: torch.Tensor, method: ThresholdMethod,
-                          batch_size: int = 128, seed: int = 0) -> dict[str, np.ndarray]:
-    """``max`` and ``percentile`` from one analog (ANN) pass over the calibration images."""
+                          batch_size: int = 128, seed: int = 0, world: World = World()) -> dict[str, np.ndarray]:
+    """``max`` and ``percentile`` from one analog (ANN) pass over the calibration images (under
+    torchrun, over this process's share of the batches; maxima and samples are then combined)."""
     names = {i: network.node_names[i] for i in network.neuron_nodes}
     maxima = {i: 0.0 for i in names}
     samples: dict[int, list[np.ndarray]] = {i: [] for i in names}
@@ -37,13 +39,16 @@ def activation_thresholds(network: SpikingNetwork, images: torch.Tensor, method:
                 positive = rng.choice(positive, per_batch_cap, replace=False)
             samples[index].append(positive)
 
-    for batch in batches(images, batch_size):
+    chunks = list(batches(images, batch_size))
+    for batch in chunks[world.shard(len(chunks))]:
         network.analog(batch, probe=probe)
     result = {}
     for index, name in names.items():
         if method.kind == "percentile":
             values = np.concatenate(samples[index]) if samples[index] else np.zeros(0, np.float32)
+            if world.active:  # every process's samples (a percentile does not depend on their order)
+                values = world.gather(torch.from_numpy(values)).numpy()
             result[name] = np.array([np.percentile(values, method.percentile) if values.size else 0.0])
         else:
-            result[name] = np.array([maxima[index]])
+            result[name] = np.array([world.max(maxima[index])])
     return cap_to_clip(network, result)

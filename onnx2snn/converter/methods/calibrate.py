@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ...dialect import NeuronParameters
+from ...runtime.distributed import World
 from .. import progress as progress_report
 from .candidates import Candidates, Errors, percentile_table, simulate_candidates
 from .common import MIN_THRESHOLD, batches
@@ -74,9 +75,11 @@ class LayerCalibration:
     """
 
     def __init__(self, run: LayerwiseRun, neuron: int, targets: list[torch.Tensor], fit: list[int],
-                 select: list[int], score_steps: tuple[int, ...] = (), seed: int = 0):
+                 select: list[int], score_steps: tuple[int, ...] = (), seed: int = 0,
+                 chunk_ids: list[int] | None = None, world: World = World()):
         self.run, self.neuron, self.targets, self.fit, self.select = run, neuron, targets, fit, select
-        self.score_steps = score_steps
+        self.score_steps, self.world = score_steps, world
+        chunk_ids = chunk_ids or list(range(len(targets)))  # each chunk's index among all processes' chunks
         self.layer = run.network.layers[neuron]
         self.cache: dict[int, list] = {}
         self.sampled_targets: dict[int, torch.Tensor] = {}
@@ -84,7 +87,7 @@ class LayerCalibration:
         for chunk, target in enumerate(targets):
             count = target.numel() // target.shape[1]
             if count > SAMPLED_POSITIONS:
-                generator = torch.Generator().manual_seed(seed * 1_000_003 + neuron * 1009 + chunk)
+                generator = torch.Generator().manual_seed(seed * 1_000_003 + neuron * 1009 + chunk_ids[chunk])
                 self.positions[chunk] = torch.randperm(count, generator=generator)[:SAMPLED_POSITIONS].sort().values
 
     def _positions_of(self, chunk: int, images: slice, per_image: int) -> tuple[int, int, torch.Tensor | None]:
@@ -132,15 +135,28 @@ class LayerCalibration:
         return pieces
 
     def errors(self, candidates: Candidates, chunks: list[int]) -> Errors:
-        squared = signed = active = 0
-        positions = 0
+        parts = []
         for chunk in chunks:
             target = self._sampled_target(chunk)
             sq, sg, act = simulate_candidates(self.layer, candidates, self._currents(chunk), target,
                                               self.run.timesteps, score_steps=self.score_steps)
+            parts.append((sq, sg, act, target.shape[0]))
+        if self.world.active:
+            parts = self._all_processes(parts)
+        squared = signed = active = 0
+        positions = 0
+        for sq, sg, act, count in parts:  # summed chunk by chunk, in one fixed order
             squared, signed, active = squared + sq, signed + sg, active + act
-            positions += target.shape[0]
+            positions += count
         return Errors(squared.cpu(), signed.cpu(), positions, active.cpu())
+
+    def _all_processes(self, parts: list[tuple]) -> list[tuple]:
+        """torchrun: every process's per-chunk sums, in batch order (each process has a contiguous share),
+        so that adding them up gives the single-process sums bit for bit."""
+        columns = [torch.stack([part[i] for part in parts]) if parts else None for i in range(3)]
+        columns.append(torch.tensor([part[3] for part in parts], dtype=torch.int64))
+        squared, signed, active, counts = (self.world.gather(column) for column in columns)
+        return list(zip(squared, signed, active, counts.tolist()))
 
     def final(self) -> list[torch.Tensor]:
         """Spike trains of every chunk (all positions) with the parameters set on the layer."""
@@ -187,9 +203,11 @@ def split_calibration(images: torch.Tensor, auto: bool) -> tuple[torch.Tensor, t
 
 @torch.inference_mode()
 def calibrate(network, images: torch.Tensor, method: ThresholdMethod, timesteps: int, batch_size: int = 128,
-              seed: int = 0) -> dict[str, NeuronParameters]:
+              seed: int = 0, world: World = World()) -> dict[str, NeuronParameters]:
     """Every neuron's parameters by node name. Each layer is calibrated with the earlier layers
-    spiking at their chosen parameters, so ``network``'s neurons end up holding them too."""
+    spiking at their chosen parameters, so ``network``'s neurons end up holding them too. Under
+    torchrun each process simulates its share of the fit and of the selection batches, and the
+    statistics (activation percentiles, candidates' errors) combine all of them before each choice."""
     auto = method.kind == "auto"
     spec = _auto(method) if auto else method
     fit_images, select_images = split_calibration(images, auto)
@@ -198,6 +216,9 @@ def calibrate(network, images: torch.Tensor, method: ThresholdMethod, timesteps:
     if select_images is not fit_images:
         chunks += list(batches(select_images, batch_size))
     select = list(range(len(fit), len(chunks))) or fit
+    mine = sorted(set(fit[world.shard(len(fit))]) | set(select[world.shard(len(select))]))  # all in one process
+    chunks = [chunks[c] for c in mine]
+    fit, select = ([mine.index(c) for c in group if c in mine] for group in (fit, select))
     run = LayerwiseRun(network, chunks, timesteps, simulate=spec.simulates)
     percentiles = _percentiles(spec, auto)
     scales = SCALES if spec.scale_search else [1.0]
@@ -215,7 +236,8 @@ def calibrate(network, images: torch.Tensor, method: ThresholdMethod, timesteps:
         burst = 1 if layer.clip_max is not None else spec.burst  # a burst could exceed the ANN's Clip ceiling
         layer.configure(NeuronParameters(layer.threshold.cpu().numpy(), signed=spec.signed, burst=burst))
         targets = [layer.analog(run.ann_input(neuron, c)) for c in range(len(chunks))]
-        table = torch.from_numpy(percentile_table([targets[c].cpu() for c in fit], percentiles, spec.channel, seed))
+        table = torch.from_numpy(percentile_table([targets[c].cpu() for c in fit], percentiles, spec.channel, seed,
+                                                  world))
         theta = (table.unsqueeze(1) * torch.tensor(scales).reshape(1, -1, 1)).reshape(-1, table.shape[1])
         theta = theta.clamp(min=MIN_THRESHOLD)
         if layer.clip_max is not None:
@@ -226,7 +248,8 @@ def calibrate(network, images: torch.Tensor, method: ThresholdMethod, timesteps:
         if not spec.simulates:
             chosen = _grid(theta, vfrac, bias)
         else:
-            calibration = LayerCalibration(run, neuron, targets, fit, select, score_steps(timesteps, auto), seed)
+            calibration = LayerCalibration(run, neuron, targets, fit, select, score_steps(timesteps, auto), seed,
+                                           mine, world)
             chosen = _grid(theta, vfrac, bias)
             if chosen.k > 1:
                 chosen = chosen.pick(calibration.errors(chosen, select).choose(spec.channel))

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ...ops.neurons import neuron_scan
+from ...runtime.distributed import World
 from .common import MAX_CHANNEL_SAMPLES as MAX_SAMPLES
 
 # Elements of the spike buffer that candidate neurons write (a few steps of K x positions x C, float).
@@ -21,10 +22,12 @@ BUFFER_ELEMENTS = 1 << 23
 
 
 def percentile_table(targets: list[torch.Tensor], percentiles: list[float], channel: bool,
-                     seed: int = 0) -> np.ndarray:
+                     seed: int = 0, world: World = World()) -> np.ndarray:
     """``[len(percentiles), C]``: percentiles of the positive ANN activations, per channel or (all
-    channels pooled, then repeated) per layer."""
-    values = torch.cat([t.transpose(0, 1).reshape(t.shape[1], -1) for t in targets], dim=1)  # [C, M]
+    channels pooled, then repeated) per layer. Under torchrun ``targets`` are this process's; every
+    process's are gathered in batch order first, so the seeded subsample is the single-process one."""
+    values = torch.cat([t.transpose(0, 1).reshape(t.shape[1], -1) for t in targets], dim=1) if targets else None
+    values = world.gather(values, dim=1).cpu()  # [C, M]
     rng = np.random.default_rng(seed)
     groups = [values[c] for c in range(values.shape[0])] if channel else [values.reshape(-1)]
     table = np.zeros((len(percentiles), len(groups)), np.float32)

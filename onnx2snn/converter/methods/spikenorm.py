@@ -18,6 +18,7 @@ import logging
 import numpy as np
 import torch
 
+from ...runtime.distributed import World
 from ...runtime.network import SpikingNetwork
 from .. import progress as progress_report
 from .common import MIN_THRESHOLD, batches
@@ -32,8 +33,9 @@ KEPT_CURRENT_BYTES = 256 * 1024**2
 
 @torch.inference_mode()
 def spikenorm_thresholds(network: SpikingNetwork, images: torch.Tensor, timesteps: int,
-                         batch_size: int = 128) -> dict[str, np.ndarray]:
-    run = LayerwiseRun(network, list(batches(images, batch_size)), timesteps)
+                         batch_size: int = 128, world: World = World()) -> dict[str, np.ndarray]:
+    chunks = list(batches(images, batch_size))
+    run = LayerwiseRun(network, chunks[world.shard(len(chunks))], timesteps)  # torchrun: this process's batches
     run.track_ann = False
     thresholds: dict[str, np.ndarray] = {}
     progress = progress_report.current()
@@ -52,7 +54,7 @@ def spikenorm_thresholds(network: SpikingNetwork, images: torch.Tensor, timestep
                 if current.numel() * current.element_size() <= room:  # reused by the second pass
                     cached[(chunk, t0, group.start)] = current
                     room -= current.numel() * current.element_size()
-        threshold = max(peak, MIN_THRESHOLD)
+        threshold = max(world.max(peak), MIN_THRESHOLD)  # the peak over every process's batches
         if layer.clip_max is not None:
             threshold = min(threshold, layer.clip_max)
         layer.set_threshold([threshold])
