@@ -25,7 +25,7 @@ from ..dialect import (
     write_neuron_parameters,
 )
 from ..errors import ConfigError
-from ..runtime.distributed import World
+from ..runtime.distributed import SINGLE, World
 from ..runtime.distributed import setup as setup_distributed
 from ..runtime.network import SpikingNetwork
 from .budget import fit_calibration
@@ -79,7 +79,7 @@ class Conversion:
 
 
 def _convert(model: onnx.ModelProto, calibration: torch.Tensor, options: ConversionOptions, method: ThresholdMethod,
-             metadata: dict[str, str], checked: bool, world: World = World()) -> Conversion:
+             metadata: dict[str, str], checked: bool, world: World = SINGLE) -> Conversion:
     if calibration.ndim < 2 or len(calibration) == 0:
         raise ConfigError("calibration needs at least one image", parameter="calibration")
     layout = resolve_layout(model, options.layout)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..dialect import NeuronParameters
-from ..runtime.distributed import World
+from ..runtime.distributed import SINGLE, World
 from ..runtime.network import SpikingNetwork
 from .methods.activation import activation_thresholds
 from .methods.calibrate import calibrate
@@ -26,7 +26,7 @@ from .methods.spikenorm import spikenorm_thresholds
 
 def compute_thresholds(network: SpikingNetwork, images: torch.Tensor, method: ThresholdMethod,
                        timesteps: int, batch_size: int = 128, seed: int = 0,
-                       world: World = World()) -> dict[str, NeuronParameters]:
+                       world: World = SINGLE) -> dict[str, NeuronParameters]:
     """Every neuron's parameters (threshold, initial potential, bias, spike mode), keyed by node name.
     Under torchrun (``world``), every process passes all the images, works on its share of the batches,
     and gets the same parameters (runtime/distributed.py)."""

@@ -89,6 +89,9 @@ class World:
             dist.barrier()
 
 
+SINGLE = World()  # one process: every reduction returns its input
+
+
 def _wire(dist) -> str:
     """Where tensors travel: this process's GPU for NCCL, else the CPU (gloo)."""
     return f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ...runtime.distributed import World
+from ...runtime.distributed import SINGLE, World
 from ...runtime.network import SpikingNetwork
 from .common import MAX_PERCENTILE_SAMPLES, MIN_THRESHOLD, batches
 from .spec import ThresholdMethod
@@ -21,7 +21,7 @@ def cap_to_clip(network: SpikingNetwork, thresholds: dict[str, np.ndarray]) -> d
 
 
 def activation_thresholds(network: SpikingNetwork, images: torch.Tensor, method: ThresholdMethod,
-                          batch_size: int = 128, seed: int = 0, world: World = World()) -> dict[str, np.ndarray]:
+                          batch_size: int = 128, seed: int = 0, world: World = SINGLE) -> dict[str, np.ndarray]:
     """``max`` and ``percentile`` from one analog (ANN) pass over the calibration images (under
     torchrun, over this process's share of the batches; maxima and samples are then combined)."""
     names = {i: network.node_names[i] for i in network.neuron_nodes}

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ...dialect import NeuronParameters
-from ...runtime.distributed import World
+from ...runtime.distributed import SINGLE, World
 from .. import progress as progress_report
 from .candidates import Candidates, Errors, percentile_table, simulate_candidates
 from .common import MIN_THRESHOLD, batches
@@ -76,7 +76,7 @@ class LayerCalibration:
 
     def __init__(self, run: LayerwiseRun, neuron: int, targets: list[torch.Tensor], fit: list[int],
                  select: list[int], score_steps: tuple[int, ...] = (), seed: int = 0,
-                 chunk_ids: list[int] | None = None, world: World = World()):
+                 chunk_ids: list[int] | None = None, world: World = SINGLE):
         self.run, self.neuron, self.targets, self.fit, self.select = run, neuron, targets, fit, select
         self.score_steps, self.world = score_steps, world
         chunk_ids = chunk_ids or list(range(len(targets)))  # each chunk's index among all processes' chunks
@@ -203,7 +203,7 @@ def split_calibration(images: torch.Tensor, auto: bool) -> tuple[torch.Tensor, t
 
 @torch.inference_mode()
 def calibrate(network, images: torch.Tensor, method: ThresholdMethod, timesteps: int, batch_size: int = 128,
-              seed: int = 0, world: World = World()) -> dict[str, NeuronParameters]:
+              seed: int = 0, world: World = SINGLE) -> dict[str, NeuronParameters]:
     """Every neuron's parameters by node name. Each layer is calibrated with the earlier layers
     spiking at their chosen parameters, so ``network``'s neurons end up holding them too. Under
     torchrun each process simulates its share of the fit and of the selection batches, and the

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from ...ops.neurons import neuron_scan
-from ...runtime.distributed import World
+from ...runtime.distributed import SINGLE, World
 from .common import MAX_CHANNEL_SAMPLES as MAX_SAMPLES
 
 # Elements of the spike buffer that candidate neurons write (a few steps of K x positions x C, float).
@@ -22,7 +22,7 @@ BUFFER_ELEMENTS = 1 << 23
 
 
 def percentile_table(targets: list[torch.Tensor], percentiles: list[float], channel: bool,
-                     seed: int = 0, world: World = World()) -> np.ndarray:
+                     seed: int = 0, world: World = SINGLE) -> np.ndarray:
     """``[len(percentiles), C]``: percentiles of the positive ANN activations, per channel or (all
     channels pooled, then repeated) per layer. Under torchrun ``targets`` are this process's; every
     process's are gathered in batch order first, so the seeded subsample is the single-process one."""

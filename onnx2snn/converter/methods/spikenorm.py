@@ -18,7 +18,7 @@ import logging
 import numpy as np
 import torch
 
-from ...runtime.distributed import World
+from ...runtime.distributed import SINGLE, World
 from ...runtime.network import SpikingNetwork
 from .. import progress as progress_report
 from .common import MIN_THRESHOLD, batches
@@ -33,7 +33,7 @@ KEPT_CURRENT_BYTES = 256 * 1024**2
 
 @torch.inference_mode()
 def spikenorm_thresholds(network: SpikingNetwork, images: torch.Tensor, timesteps: int,
-                         batch_size: int = 128, world: World = World()) -> dict[str, np.ndarray]:
+                         batch_size: int = 128, world: World = SINGLE) -> dict[str, np.ndarray]:
     chunks = list(batches(images, batch_size))
     run = LayerwiseRun(network, chunks[world.shard(len(chunks))], timesteps)  # torchrun: this process's batches
     run.track_ann = False
