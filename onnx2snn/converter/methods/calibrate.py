@@ -216,7 +216,8 @@ def calibrate(network, images: torch.Tensor, method: ThresholdMethod, timesteps:
     if select_images is not fit_images:
         chunks += list(batches(select_images, batch_size))
     select = list(range(len(fit), len(chunks))) or fit
-    mine = sorted(set(fit[world.shard(len(fit))]) | set(select[world.shard(len(select))]))  # all in one process
+    # torchrun: this process's share of the fit and of the selection batches (all of them in one process)
+    mine = sorted(set(fit[world.shard(len(fit))]) | set(select[world.shard(len(select))]))
     chunks = [chunks[c] for c in mine]
     fit, select = ([mine.index(c) for c in group if c in mine] for group in (fit, select))
     run = LayerwiseRun(network, chunks, timesteps, simulate=spec.simulates)
