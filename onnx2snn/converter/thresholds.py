@@ -21,15 +21,23 @@ from .methods.activation import activation_thresholds
 from .methods.calibrate import calibrate
 from .methods.spec import ThresholdMethod
 from .methods.spikenorm import spikenorm_thresholds
+from .methods.weights import WeightSettings
 
 
 def compute_thresholds(network: SpikingNetwork, images: torch.Tensor, method: ThresholdMethod,
-                       timesteps: int, batch_size: int = 128, seed: int = 0) -> dict[str, NeuronParameters]:
-    """Every neuron's parameters (threshold, initial potential, bias, spike mode), keyed by node name."""
+                       timesteps: int, batch_size: int = 128, seed: int = 0,
+                       weights: WeightSettings | None = None) -> dict[str, NeuronParameters]:
+    """Every neuron's parameters (threshold, initial potential, bias, spike mode), keyed by node name.
+
+    With ``weights``, each layer's Conv/Gemm weights are calibrated too (``methods/weights.py``): they
+    end up in ``network``'s constants, which the converter writes into the file."""
     if method.kind == "spikenorm":
         thresholds = spikenorm_thresholds(network, images, timesteps, batch_size)
     elif method.kind in ("max", "percentile") and method == ThresholdMethod(method.kind, method.percentile):
         thresholds = activation_thresholds(network, images, method, batch_size, seed)
     else:
-        return calibrate(network, images, method, timesteps, batch_size, seed)
-    return {name: NeuronParameters(np.asarray(values, np.float32)) for name, values in thresholds.items()}
+        return calibrate(network, images, method, timesteps, batch_size, seed, weights=weights)
+    parameters = {name: NeuronParameters(np.asarray(values, np.float32)) for name, values in thresholds.items()}
+    if weights is None:
+        return parameters
+    return calibrate(network, images, method, timesteps, batch_size, seed, weights=weights, fixed=parameters)
