@@ -1,6 +1,7 @@
 """Weight calibration (``--calibrate-weights``, docs/low_latency.md) on small built-in networks."""
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 
@@ -11,7 +12,9 @@ import torch
 from onnx import helper, numpy_helper
 
 import onnx2snn
+from onnx2snn.converter import convert as convert_module
 from onnx2snn.converter.convert import ConversionOptions, convert_model
+from onnx2snn.converter.methods.weights import WeightSettings
 from onnx2snn.converter.weight_files import untie_weights
 from onnx2snn.errors import ConfigError
 from onnx2snn.runtime.network import SpikingNetwork
@@ -19,6 +22,12 @@ from onnx2snn.runtime.network import SpikingNetwork
 from helpers import make_model, run_onnxruntime, small_cnn, tensor
 
 TUNED = ("Conv", "Gemm")
+
+
+@pytest.fixture(autouse=True)
+def few_iterations(monkeypatch):
+    """Fewer optimizer steps than the default: these networks are tiny, and the tests must stay fast."""
+    monkeypatch.setattr(convert_module, "WeightSettings", functools.partial(WeightSettings, iterations=60))
 
 
 def two_layer_model(rng: np.random.Generator) -> onnx.ModelProto:

@@ -42,8 +42,8 @@ TUNED_OPS = ("Conv", "Gemm")
 class WeightSettings:
     """Hyperparameters of the weight calibration (chosen on held-out train images; docs/low_latency.md)."""
 
-    iterations: int = 300
-    learning_rate: float = 2e-3  # Adam's step, relative to each tensor's root mean square
+    iterations: int = 200
+    learning_rate: float = 1e-3  # Adam's step, relative to each tensor's root mean square
     batch_images: int = 32
     seed: int = 0
     accept: str = "held_out"  # keep fitted weights: "held_out" (only if the held-out error fell) | "always"
