@@ -10,7 +10,9 @@ already spiking at its calibrated parameters:
 3. ``biascorr``: the mean per-channel error of the SNN output is measured and a constant input
    current that cancels it is added (Li et al. 2021's bias correction), scaled by the step that
    lowers the loss;
-4. the layer is simulated once more with its final parameters and its spike trains stored.
+4. with weight calibration (``weights.py``), the layer's Conv/Gemm weights are fitted to the ANN
+   activation and the correction is measured again; kept only if the held-out error falls;
+5. the layer is simulated once more with its final parameters and its spike trains stored.
 
 Fitted statistics (percentiles, the mean error) come from the *fit* images, and every choice
 is made on the *selection* images; ``auto`` keeps these apart by holding out part of the
