@@ -154,3 +154,13 @@ def test_the_python_api(tmp_path, small_cnn_file, tiny_images):
     onnx2snn.convert(small_cnn_file, snn, tiny_images, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), calibration_images=40,
                      options=onnx2snn.ConversionOptions(calibration_timesteps=8, calibrate_weights=True))
     assert "onnx2snn.weight_calibration" in onnx2snn.load(snn).metadata
+
+
+@pytest.mark.parametrize("threshold", ["max", "percentile:99.9", "spikenorm"])
+def test_on_top_of_methods_that_do_not_simulate(rng, threshold):
+    """These choose every threshold first; the weights are then fitted layer by layer with them fixed."""
+    model, x = two_layer_model(rng), images(5, 96, 6)
+    plain, fitted = convert(model, x, False, threshold), convert(model, x, True, threshold)
+    assert {name: p.threshold.tolist() for name, p in plain.neurons.items()} == \
+        {name: p.threshold.tolist() for name, p in fitted.neurons.items()}
+    assert output_error(fitted, model, x, 8) < output_error(plain, model, x, 8)
