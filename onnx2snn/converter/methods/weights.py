@@ -109,7 +109,7 @@ def prefix_rates(run: LayerwiseRun, source: int, chunk: int, steps: tuple[int, .
         span = min(8, last - done)
         if isinstance(stored, BitTrains):
             shape = stored.bits.shape[1:]
-            piece = torch.empty((span, *shape), dtype=torch.uint8)
+            piece = torch.empty((span, *shape), dtype=torch.uint8, device=stored.bits.device)
             stored.read_into(done, slice(None), piece)
         else:
             piece = stored[done:done + span]
