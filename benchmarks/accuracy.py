@@ -2,7 +2,9 @@
 
 Every method is converted once (calibrated on train-split images only) and evaluated at
 T = 4, 8, 16, 32, 64, 128, 256 on the class-balanced test subset (``--limit``, default 2000);
-``--full M1,M2`` adds those methods (bare ``--full``: ``auto``) on all 10,000 test images at T <= 64. Results go to
+``--full M1,M2`` adds those methods (bare ``--full``: ``auto``) on all 10,000 test images at T <= 64. A method
+``SPEC@weights`` is ``SPEC`` with weight calibration (``--calibrate-weights``). Each report records the
+conversion's wall time (``calibration_seconds``). Results go to
 docs/results/low_latency/: one JSON per run, summary.json, table.md and accuracy.png. Runs resume:
 finished results are skipped, an interrupted evaluation continues from its checkpoint.
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -25,14 +28,20 @@ from onnx2snn.report import markdown_table, plot_accuracy
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 METHODS = ["percentile:99.9", "percentile:99.9+channel+vhalf", "percentile:99.9+channel+vhalf+biascorr",
-           "robust+channel+vhalf+scale+potcorr", "auto", "auto+signed", "auto+burst:2"]
+           "robust+channel+vhalf+scale+potcorr", "auto", "auto+signed", "auto+burst:2", "auto@weights"]
+WEIGHTS = "@weights"  # method suffix: calibrate the weights too
 TIMESTEPS = [4, 8, 16, 32, 64, 128, 256]
 FULL_TIMESTEPS = [4, 8, 16, 32, 64]
 OUT = Path(__file__).resolve().parents[1] / "docs" / "results" / "low_latency"
 
 
 def slug(method: str) -> str:
-    return method.replace(":", "").replace("+", "_")
+    return method.replace(":", "").replace("+", "_").replace("@", "_")
+
+
+def conversion_options(method: str, calibration_timesteps: int) -> ConversionOptions:
+    return ConversionOptions(threshold=method.removesuffix(WEIGHTS), calibration_timesteps=calibration_timesteps,
+                             calibrate_weights=method.endswith(WEIGHTS))
 
 
 def run(method: str, args, limit: int | None, timesteps: list[int], tag: str) -> dict:
@@ -41,13 +50,17 @@ def run(method: str, args, limit: int | None, timesteps: list[int], tag: str) ->
     if result_path.is_file():
         return json.loads(result_path.read_text())
     snn = Path(args.models) / f"{slug(method)}.onnx"
+    timing = snn.with_suffix(".seconds.json")
     if not snn.is_file():
+        start = time.perf_counter()
         convert(args.model, snn, args.data, args.mean, args.std, calibration_images=args.calib,
-                options=ConversionOptions(threshold=method, calibration_timesteps=args.calib_timesteps))
+                options=conversion_options(method, args.calib_timesteps))
+        atomic_write_text(timing, json.dumps({"calibration_seconds": round(time.perf_counter() - start, 1)}) + "\n")
+    seconds = json.loads(timing.read_text())["calibration_seconds"] if timing.is_file() else None
     result = evaluate(snn, args.data, timesteps=timesteps, limit=limit, ann_path=args.model,
                       checkpoint=str(result_path) + ".partial", count_spikes=True)
     report = {**result.to_json(), "method": method, "calibration_images": args.calib,
-              "calibration_timesteps": args.calib_timesteps}
+              "calibration_timesteps": args.calib_timesteps, "calibration_seconds": seconds}
     atomic_write_text(result_path, json.dumps(report, indent=2) + "\n")
     Path(str(result_path) + ".partial").unlink(missing_ok=True)
     print(f"{tag}{method}: ANN {report['ann_accuracy']} SNN {report['snn_accuracy']}", flush=True)
@@ -66,10 +79,13 @@ def summarize(args, methods: list[str]) -> None:
                 if not tag:
                     ann = report["ann_accuracy"]
                 name = label.format(method=method)
+                if report.get("calibration_seconds") is not None:
+                    name += f" [{report['calibration_seconds']:.0f} s conversion]"
                 curves[name] = {int(t): a for t, a in report["snn_accuracy"].items()}
                 rows[name] = {"n": report["n"], "ann_accuracy": report["ann_accuracy"],
                               "snn_accuracy": report["snn_accuracy"],
-                              "spikes_per_image": report.get("spikes_per_image")}
+                              "spikes_per_image": report.get("spikes_per_image"),
+                              "calibration_seconds": report.get("calibration_seconds")}
     if not curves:
         return
     atomic_write_text(out / "summary.json", json.dumps(rows, indent=2) + "\n")
@@ -105,7 +121,8 @@ def random_nets(args, methods: list[str]) -> None:
             key = f"{arch} {method}"
             if key in results:
                 continue
-            options = ConversionOptions(threshold=method, calibration_timesteps=args.calib_timesteps, batch_size=32)
+            options = conversion_options(method, args.calib_timesteps)
+            options.batch_size = 32
             network = SpikingNetwork(convert_model(model, calibration, options).model)
             ann = network.analog(held_out)
             outputs = network.simulate(held_out, steps).outputs

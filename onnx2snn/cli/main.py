@@ -41,6 +41,7 @@ FLAGS = {
     "threshold": "--threshold", "reset": "--reset", "maxpool": "--maxpool", "calibration_images": "--calib",
     "calibration_timesteps": "--calib-timesteps", "batch_size": "--batch-size", "max_memory": "--max-memory",
     "mean": "--mean", "std": "--std", "timesteps": "-T", "device": "--device", "limit": "--limit", "layout": "--layout",
+    "calibrate_weights": "--calibrate-weights",
 }
 
 EXIT_CODES = "exit status: 0 success, 2 bad input or usage, 130 interrupted, 1 internal error (a bug)"
@@ -103,7 +104,7 @@ def _progress_wanted(args: argparse.Namespace) -> bool:
 # Options that a config file may set, with their defaults (also the keys of the stored config).
 CONVERT_DEFAULTS = {"threshold": "auto", "reset": "subtract", "maxpool": "spiking", "calib": 512,
                     "calib_timesteps": 64, "seed": 0, "batch_size": 128, "max_memory": "4GB", "device": "cpu",
-                    "layout": "auto"}
+                    "layout": "auto", "calibrate_weights": False}
 CONVERT_REQUIRED = ("ann", "data", "mean", "std")
 
 
@@ -158,7 +159,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
         raise ConfigError("convert needs -o/--output SNN.onnx")
     options = ConversionOptions(threshold=config["threshold"], reset=config["reset"], maxpool=config["maxpool"],
                                 calibration_timesteps=config["calib_timesteps"], batch_size=config["batch_size"],
-                                max_memory=config["max_memory"], layout=config["layout"])
+                                max_memory=config["max_memory"], layout=config["layout"],
+                                calibrate_weights=config["calibrate_weights"])
     with calibration_progress(args):
         conversion = convert(config["ann"], args.output, config["data"], config["mean"], config["std"],
                              calibration_images=config["calib"], options=options, seed=config["seed"],
@@ -215,6 +217,10 @@ def add_convert(sub) -> None:
     p.add_argument("--device", default=CONVERT_DEFAULTS["device"], help="torch device for calibration: cpu | cuda")
     p.add_argument("--layout", default=CONVERT_DEFAULTS["layout"], choices=["auto", "nchw", "nhwc"],
                    help="the model's input layout: auto reads it from the graph; nhwc for Keras/tf2onnx models")
+    p.add_argument("--calibrate-weights", action=argparse.BooleanOptionalAction, default=False,
+                   help="also fit each layer's Conv/Gemm weights and biases so that the SNN's rates match the "
+                        "ANN on the calibration images (layer-wise reconstruction; soft reset only; slower; "
+                        "see docs/low_latency.md)")
     p.add_argument("--json", action="store_true", help="print a JSON summary (output file, effective config) on stdout")
     p.add_argument("--progress", action="store_true",
                    help="show the bar over the calibrated layers even when stderr is not a terminal")

@@ -30,8 +30,10 @@ from ..runtime.distributed import setup as setup_distributed
 from ..runtime.network import SpikingNetwork
 from .budget import fit_calibration
 from .methods.spec import ThresholdMethod
+from .methods.weights import WeightSettings
 from .normalize import normalize
 from .thresholds import compute_thresholds
+from .weight_files import untie_weights, write_changed_constants
 
 DEFAULT_CALIBRATION_IMAGES = 512
 DEFAULT_CALIBRATION_TIMESTEPS = 64
@@ -46,6 +48,7 @@ class ConversionOptions:
     max_memory: int | str | None = None  # bytes or "4GB"; None = sizes.DEFAULT_MAX_MEMORY
     maxpool: str = "spiking"  # "spiking" (max-pool gate) or "average" (substitution, changes the network)
     layout: str = "auto"  # the input layout: "nchw", "nhwc" (Keras/tf2onnx), or "auto" (read from the graph)
+    calibrate_weights: bool = False  # also fit each layer's Conv/Gemm weights to the ANN (docs/low_latency.md)
 
     def validate(self) -> ThresholdMethod:
         """Check the options; returns the parsed threshold method."""
@@ -58,6 +61,12 @@ class ConversionOptions:
         if self.layout not in ("auto", *LAYOUTS):
             raise ConfigError(f"layout must be auto, nchw or nhwc, not {self.layout!r}", parameter="layout")
         method = ThresholdMethod.parse(self.threshold)
+        if not isinstance(self.calibrate_weights, bool):
+            raise ConfigError(f"calibrate_weights must be true or false, not {self.calibrate_weights!r}",
+                              parameter="calibrate_weights")
+        if self.calibrate_weights and self.reset != "subtract":
+            raise ConfigError("calibrate_weights fits the rate code of soft-reset neurons; it needs reset 'subtract', "
+                              f"not {self.reset!r}", parameter="calibrate_weights")
         if method.extended_neuron and self.reset != "subtract":
             raise ConfigError(f"threshold method {method} uses signed or burst spikes, which need reset 'subtract'",
                               parameter="reset")
@@ -84,12 +93,21 @@ def _convert(model: onnx.ModelProto, calibration: torch.Tensor, options: Convers
         raise ConfigError("calibration needs at least one image", parameter="calibration")
     layout = resolve_layout(model, options.layout)
     canonical = normalize(model, reset=options.reset, maxpool=options.maxpool, checked=checked)
+    weights = WeightSettings() if options.calibrate_weights else None
+    if weights is not None and world.active:  # the weight fit is not sharded: every process would fit its own
+        raise ConfigError("--calibrate-weights runs in one process; run `onnx2snn convert` without torchrun",
+                          parameter="calibrate_weights")
+    if weights is not None:
+        untie_weights(canonical.model)
     network = SpikingNetwork(canonical.model).to(calibration.device)  # the conversion runs where its images are
     options = fit_calibration(canonical.model, network, calibration, options, method)  # memory budget, trial run
     neurons = compute_thresholds(network, calibration, method, options.calibration_timesteps, options.batch_size,
-                                 world=world)
+                                 world=world, weights=weights)
     spiking = canonical.model
     write_neuron_parameters(spiking, neurons)
+    if weights is not None:
+        write_changed_constants(spiking, network)
+        metadata = {**metadata, METADATA.weight_calibration: json.dumps(dataclasses.asdict(weights), sort_keys=True)}
     properties = {
         METADATA.dialect_version: str(DIALECT_VERSION),
         METADATA.package_version: __version__,

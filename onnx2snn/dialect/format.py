@@ -34,6 +34,7 @@ class MetadataKeys:
     calibration_images: str = "onnx2snn.calibration_images"
     calibration_timesteps: str = "onnx2snn.calibration_timesteps"
     calibration_seed: str = "onnx2snn.calibration_seed"
+    weight_calibration: str = "onnx2snn.weight_calibration"  # JSON settings when weights were calibrated
     notes: str = "onnx2snn.notes"  # JSON list of what normalization did
     source_sha256: str = "onnx2snn.source_sha256"
     source_name: str = "onnx2snn.source_name"

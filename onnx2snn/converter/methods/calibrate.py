@@ -10,7 +10,9 @@ already spiking at its calibrated parameters:
 3. ``biascorr``: the mean per-channel error of the SNN output is measured and a constant input
    current that cancels it is added (Li et al. 2021's bias correction), scaled by the step that
    lowers the loss;
-4. the layer is simulated once more with its final parameters and its spike trains stored.
+4. with weight calibration (``weights.py``), the layer's Conv/Gemm weights are fitted to the ANN
+   activation and the correction is measured again; kept only if the held-out error falls;
+5. the layer is simulated once more with its final parameters and its spike trains stored.
 
 Fitted statistics (percentiles, the mean error) come from the *fit* images, and every choice
 is made on the *selection* images; ``auto`` keeps these apart by holding out part of the
@@ -30,6 +32,14 @@ from .candidates import Candidates, Errors, percentile_table, simulate_candidate
 from .common import MIN_THRESHOLD, batches
 from .layerwise import LayerwiseRun, is_neuron
 from .spec import ThresholdMethod
+from .weights import (
+    SegmentFit,
+    WeightSettings,
+    constant_owners,
+    fit_segment,
+    set_constants,
+    tuning_segment,
+)
 
 log = logging.getLogger(__name__)
 
@@ -201,16 +211,83 @@ def split_calibration(images: torch.Tensor, auto: bool) -> tuple[torch.Tensor, t
     return images[:len(images) - held], images[len(images) - held:]
 
 
+def _layer_candidates(layer, channels: int) -> Candidates:
+    """The layer's present parameters as one candidate."""
+    theta = layer.threshold.cpu().reshape(1, -1).expand(1, channels)
+    return Candidates(theta.clone(), (layer.v_init.cpu().reshape(1, -1) / theta).expand(1, channels).clone(),
+                      layer.bias.cpu().reshape(1, -1).expand(1, channels).clone())
+
+
+def _calibrate_weights(run: LayerwiseRun, neuron: int | None, targets: list[torch.Tensor], fit: list[int],
+                       select: list[int], steps: tuple[int, ...], settings: WeightSettings,
+                       owners: dict[str, int], seed: int, spec: ThresholdMethod | None = None) -> str:
+    """Fit the Conv/Gemm weights feeding ``neuron`` (None: the output) to its ANN activation; kept only
+    if the exact simulation's error on the held-out images went down. With ``spec``'s bias or potential
+    correction, the correction is measured again with the new weights (the stand-in neuron sees the mean
+    error only approximately). Returns what happened, for the log."""
+    network = run.network
+    target = network.output_name if neuron is None else network.node_inputs[neuron][0]
+    segment = tuning_segment(network, target, owners)
+    if not segment.tuned:
+        return "no weights of its own"
+    original = {name: run.constants[name].clone() for name in segment.tuned}
+    layer = network.layers[neuron] if neuron is not None else None
+    parameters = layer.neuron_parameters() if layer is not None else None
+    channels = targets[0].shape[1]
+
+    def held_out_error(correct: bool = False) -> float:
+        if neuron is None:
+            return SegmentFit(run, segment, None, targets, steps, run.timesteps).held_out_loss(select, {})
+        calibration = LayerCalibration(run, neuron, targets, fit, select, steps, seed)
+        present = _layer_candidates(layer, channels)
+        if not correct:
+            return float(calibration.errors(present, select).squared.sum())
+        options = _corrections(present, calibration.errors(present, fit), spec, run.timesteps)
+        errors = calibration.errors(options, select)
+        index = errors.choose(True)
+        chosen = options.pick(index)
+        layer.configure(NeuronParameters(_compress(chosen.theta), _compress(chosen.vfrac * chosen.theta),
+                                         _compress(chosen.bias), layer.signed, layer.burst))
+        return float(errors.squared[index, torch.arange(channels)].sum())
+
+    before = held_out_error()
+    with torch.inference_mode(False):
+        stand_in = SegmentFit(run, segment, neuron, targets, steps, run.timesteps)
+        fitted = fit_segment(stand_in, fit, settings)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("stand-in loss: fit %.5g -> %.5g, held out %.5g -> %.5g",
+                      stand_in.held_out_loss(fit, {}), stand_in.held_out_loss(fit, fitted),
+                      stand_in.held_out_loss(select, {}), stand_in.held_out_loss(select, fitted))
+    set_constants(network, fitted)
+    if segment.static:
+        run.statics = [network.static_env(chunk) for chunk in run.chunks]
+    after = held_out_error(correct=spec is not None and (spec.bias_correction or spec.potential_correction))
+    if after >= before and settings.accept != "always":
+        set_constants(network, original)
+        if layer is not None:
+            layer.configure(parameters)
+        if segment.static:
+            run.statics = [network.static_env(chunk) for chunk in run.chunks]
+        return f"weights kept (held-out error {before:.4g} -> {after:.4g})"
+    return f"weights fitted (held-out error {before:.4g} -> {after:.4g})"
+
+
 @torch.inference_mode()
 def calibrate(network, images: torch.Tensor, method: ThresholdMethod, timesteps: int, batch_size: int = 128,
-              seed: int = 0, world: World = SINGLE) -> dict[str, NeuronParameters]:
+              seed: int = 0, world: World = SINGLE, weights: WeightSettings | None = None,
+              fixed: dict[str, NeuronParameters] | None = None) -> dict[str, NeuronParameters]:
     """Every neuron's parameters by node name. Each layer is calibrated with the earlier layers
     spiking at their chosen parameters, so ``network``'s neurons end up holding them too. Under
     torchrun each process simulates its share of the fit and of the selection batches, and the
-    statistics (activation percentiles, candidates' errors) combine all of them before each choice."""
+    statistics (activation percentiles, candidates' errors) combine all of them before each choice.
+
+    ``weights``: also fit each layer's Conv/Gemm weights (``weights.py``), after its neuron parameters
+    are chosen, and the output layer's at the end; the network's constants then hold them (one process
+    only). ``fixed``: take these neuron parameters instead of choosing them (a method that does not
+    simulate, with weight calibration)."""
     auto = method.kind == "auto"
     spec = _auto(method) if auto else method
-    fit_images, select_images = split_calibration(images, auto)
+    fit_images, select_images = split_calibration(images, auto or weights is not None)
     chunks = list(batches(fit_images, batch_size))
     fit = list(range(len(chunks)))
     if select_images is not fit_images:
@@ -220,12 +297,20 @@ def calibrate(network, images: torch.Tensor, method: ThresholdMethod, timesteps:
     mine = sorted(set(fit[world.shard(len(fit))]) | set(select[world.shard(len(select))]))
     chunks = [chunks[c] for c in mine]
     fit, select = ([mine.index(c) for c in group if c in mine] for group in (fit, select))
-    run = LayerwiseRun(network, chunks, timesteps, simulate=spec.simulates)
+    simulates = spec.simulates and fixed is None
+    run = LayerwiseRun(network, chunks, timesteps, simulate=simulates or weights is not None)
     percentiles = _percentiles(spec, auto)
     scales = SCALES if spec.scale_search else [1.0]
     chosen_parameters = {}
+    steps = score_steps(timesteps, auto)
+    if weights is not None:
+        owners = constant_owners(network)
+        output_reads = tuning_segment(network, network.output_name, owners).reads
+        for source in output_reads:  # kept until the output layer is fitted
+            run.uses[source] += 1
     progress = progress_report.current()
-    progress.start(len(run.order), f"calibrating ({method})")
+    progress.start(len(run.order) + (weights is not None),
+                   f"calibrating ({method}{', weights' if weights is not None else ''})")
 
     for neuron in run.order:
         layer = network.layers[neuron]
@@ -237,6 +322,16 @@ def calibrate(network, images: torch.Tensor, method: ThresholdMethod, timesteps:
         burst = 1 if layer.clip_max is not None else spec.burst  # a burst could exceed the ANN's Clip ceiling
         layer.configure(NeuronParameters(layer.threshold.cpu().numpy(), signed=spec.signed, burst=burst))
         targets = [layer.analog(run.ann_input(neuron, c)) for c in range(len(chunks))]
+        if fixed is not None:
+            layer.configure(fixed[name])
+            chosen_parameters[name] = fixed[name]
+            if weights is not None:
+                log.info("%s: %s", name, _calibrate_weights(run, neuron, targets, fit, select, steps, weights,
+                                                            owners, seed))
+            run.record(neuron, targets, [run.neuron_trains(neuron, c) for c in range(len(chunks))]
+                       if run.uses[neuron] else None)
+            progress.advance(name)
+            continue
         table = torch.from_numpy(percentile_table([targets[c].cpu() for c in fit], percentiles, spec.channel, seed,
                                                   world))
         theta = (table.unsqueeze(1) * torch.tensor(scales).reshape(1, -1, 1)).reshape(-1, table.shape[1])
@@ -249,8 +344,7 @@ def calibrate(network, images: torch.Tensor, method: ThresholdMethod, timesteps:
         if not spec.simulates:
             chosen = _grid(theta, vfrac, bias)
         else:
-            calibration = LayerCalibration(run, neuron, targets, fit, select, score_steps(timesteps, auto), seed,
-                                           mine, world)
+            calibration = LayerCalibration(run, neuron, targets, fit, select, steps, seed, mine, world)
             chosen = _grid(theta, vfrac, bias)
             if chosen.k > 1:
                 chosen = chosen.pick(calibration.errors(chosen, select).choose(spec.channel))
@@ -264,9 +358,31 @@ def calibrate(network, images: torch.Tensor, method: ThresholdMethod, timesteps:
                                       _compress(chosen.bias), spec.signed, burst)
         layer.configure(parameters)  # the layers after it are calibrated against its spikes
         chosen_parameters[name] = parameters
-        trains = calibration.final() if spec.simulates and run.uses[neuron] else None
-        run.record(neuron, targets, trains)
         log.info("calibrated %s: threshold %.4g (mean), v_init/threshold %.2f (mean), |bias| %.3g (mean)",
                  name, float(chosen.theta.mean()), float(chosen.vfrac.mean()), float(chosen.bias.abs().mean()))
+        if weights is not None:
+            log.info("%s: %s", name, _calibrate_weights(run, neuron, targets, fit, select, steps, weights, owners,
+                                                        seed, spec))
+            parameters = layer.neuron_parameters()  # the correction may have been measured again
+            chosen_parameters[name] = parameters
+        trains = ([run.neuron_trains(neuron, c) for c in range(len(chunks))]
+                  if run.simulate and run.uses[neuron] else None)
+        run.record(neuron, targets, trains)
         progress.advance(name)
+    if weights is not None:
+        targets = _output_targets(run, tuning_segment(network, network.output_name, owners))
+        log.info("output: %s", _calibrate_weights(run, None, targets, fit, select, steps, weights, owners, seed))
+        progress.advance("output")
     return chosen_parameters
+
+
+def _output_targets(run: LayerwiseRun, segment) -> list[torch.Tensor]:
+    """The ANN's output for every chunk, from the stored ANN activations of the layers it reads."""
+    network, targets = run.network, []
+    for chunk in range(len(run.chunks)):
+        env = dict(run.statics[chunk])
+        for source in segment.reads:
+            env[network.node_outputs[source][0]] = run.ann[source][chunk]
+        network.run_nodes(env, segment.nodes)
+        targets.append(env[network.output_name])
+    return targets
