@@ -28,7 +28,6 @@ def images(seed: int, n: int = 40, size: int = 8) -> torch.Tensor:
 
 
 def parameters(model) -> dict[str, dict[str, list[float]]]:
-
     return {n.name: {a.name: helper.get_attribute_value(a) for a in n.attribute
                      if a.name in ("threshold", "v_init", "bias")}
             for n in model.graph.node if n.op_type == "IF"}
@@ -212,7 +211,7 @@ def maximum_last(run, node, groups):
 
 
 @pytest.mark.parametrize("order", [None, natural_order, reversed_order, maximum_last])
-@pytest.mark.parametrize("work_elements, kept_bytes", [(100, 0), (700, 6000), (1 << 21, 256 * 1024**2)])
+@pytest.mark.parametrize("work_elements, kept_bytes", [(4000, 0), (18432, 300_000), (1 << 21, 256 * 1024**2)])
 @pytest.mark.parametrize("builder", [small_cnn, residual_clip_cnn])
 def test_spikenorm_matches_the_two_pass_reference(monkeypatch, builder, work_elements, kept_bytes, order):
     """Thresholds and every stored spike train exactly as the two-pass reference gives them, for any
@@ -251,7 +250,7 @@ def test_spikenorm_matches_the_two_pass_reference(monkeypatch, builder, work_ele
         assert all(torch.equal(a, b) for a, b in zip(stored[name], trains, strict=True)), name
     if builder is residual_clip_cnn:  # the clip caps the join's input layer
         assert any(v[0] == np.float32(0.3) for v in thresholds.values())
-    if order is maximum_last and kept_bytes == 0:  # groups simulated twice, as they must be
+    if order is maximum_last and kept_bytes < 256 * 1024**2:  # groups simulated twice, as they must be
         assert len(simulated) > len(set(simulated))
     if kept_bytes == 256 * 1024**2:  # every layer fits: simulated once, at its maximum
         assert len(simulated) == len(set(simulated))
