@@ -75,10 +75,11 @@ def layer_threshold(layer, peak: float) -> float:
 
 
 def largest_current(run: LayerwiseRun, node: int) -> float:
+    # (amax, not max: a full max() of a channels-last current takes a slow path, 10-20x slower on this CPU)
     peak = 0.0
     for chunk in range(len(run.chunks)):
         for t0, t1, group in run.units(node, chunk):
-            peak = max(peak, float(run.currents(node, chunk, t0, t1, group).max()))
+            peak = max(peak, float(run.currents(node, chunk, t0, t1, group).amax()))
     return peak
 
 
@@ -109,7 +110,7 @@ def thresholds_and_trains(run: LayerwiseRun, node: int) -> tuple[float, list]:
         currents = []
         for t0, t1 in times:  # all steps first: the group's own maximum may raise the threshold
             current = run.currents(node, chunk, t0, t1, images)
-            peak = max(peak, float(current.max()))
+            peak = max(peak, float(current.amax()))
             size = current.numel() * current.element_size()
             if pending_bytes + size > KEPT_CURRENT_BYTES:
                 current = None  # beyond the memory kept (a group of a very large T): computed again later
@@ -154,5 +155,5 @@ def group_order(run: LayerwiseRun, node: int, groups: list) -> list[int]:
     if steps == 0 or sum(_group_bytes(run, node, group) for group in groups) <= KEPT_CURRENT_BYTES:
         return list(range(len(groups)))
     t0 = run.timesteps - steps
-    scores = [float(run.currents(node, chunk, t0, run.timesteps, images).max()) for chunk, images, _ in groups]
+    scores = [float(run.currents(node, chunk, t0, run.timesteps, images).amax()) for chunk, images, _ in groups]
     return sorted(range(len(groups)), key=lambda index: -scores[index])
