@@ -1,5 +1,6 @@
 """The fast calibration machinery (docs/conversion_speed.md) computes exactly what the plain one does:
-work units of any size, bit-packed spike trains, float or int8 spike buffers, and the progress output."""
+work units of any size, bit-packed spike trains, float or int8 spike buffers, SpikeNorm's single pass
+against a two-pass reference, and the progress output."""
 from __future__ import annotations
 
 import subprocess

@@ -12,14 +12,15 @@ once, by folding time into the batch dimension.
 
 Each layer's currents are computed about once, not once for the maximum and again for the spike
 trains: image groups are visited one at a time, a group's currents over all T steps are computed
-and the running maximum updated, and the groups are kept in memory (up to KEPT_CURRENT_BYTES) until
-they are simulated at the running maximum. When a layer's currents all fit, that is at the final
-maximum. Otherwise, at the end, the groups simulated below the final maximum have their currents
+and the running maximum updated, and the groups wait in memory (up to KEPT_CURRENT_BYTES) until the
+room is needed; the oldest is then simulated at the running maximum. When a layer's currents all fit,
+that is at the final maximum. Otherwise, at the end, the groups simulated below the final maximum have their currents
 computed again and are simulated again at it, so the result is exactly that of two passes. The
 groups likely to hold the maximum go first (``group_order``), so that few are simulated twice.
 """
 from __future__ import annotations
 
+import collections
 import logging
 
 import numpy as np
@@ -75,7 +76,8 @@ def layer_threshold(layer, peak: float) -> float:
 
 
 def largest_current(run: LayerwiseRun, node: int) -> float:
-    # (amax, not max: a full max() of a channels-last current takes a slow path, 10-20x slower on this CPU)
+    """The layer's largest input current over all images and steps. (``amax``, not ``max``: a full
+    ``max()`` of a channels-last current takes a slow path, 10-20x slower on this CPU.)"""
     peak = 0.0
     for chunk in range(len(run.chunks)):
         for t0, t1, group in run.units(node, chunk):
@@ -90,37 +92,35 @@ def thresholds_and_trains(run: LayerwiseRun, node: int) -> tuple[float, list]:
     groups = [(chunk, images, times) for chunk in range(len(run.chunks))
               for images, times in run.unit_groups(node, chunk)]
     trains: list = [None] * len(run.chunks)
-    peak, pending, pending_bytes, simulated_at = 0.0, [], 0, {}
+    peak, pending, pending_bytes, simulated_at = 0.0, collections.deque(), 0, {}
 
-    def simulate_pending() -> None:  # at the largest current so far
+    def simulate_oldest() -> None:  # at the largest current so far
         nonlocal pending_bytes
-        layer.set_threshold([layer_threshold(layer, peak)])
-        for index, currents in pending:
-            chunk, images, _ = groups[index]
-            trains[chunk] = run.group_trains(node, chunk, images, _computed(run, node, groups[index], currents),
-                                             trains[chunk])
-            simulated_at[index] = layer_threshold(layer, peak)
-        pending.clear()
-        pending_bytes = 0
+        index, currents, size = pending.popleft()
+        chunk, images, _ = groups[index]
+        simulated_at[index] = layer_threshold(layer, peak)
+        layer.set_threshold([simulated_at[index]])
+        trains[chunk] = run.group_trains(node, chunk, images, _computed(run, node, groups[index], currents),
+                                         trains[chunk])
+        pending_bytes -= size
 
     for index in group_order(run, node, groups):
         chunk, images, times = groups[index]
-        if pending and pending_bytes + _group_bytes(run, node, groups[index]) > KEPT_CURRENT_BYTES:
-            simulate_pending()
-        currents = []
+        while pending and pending_bytes + _group_bytes(run, node, groups[index]) > KEPT_CURRENT_BYTES:
+            simulate_oldest()
+        currents, size = [], 0
         for t0, t1 in times:  # all steps first: the group's own maximum may raise the threshold
             current = run.currents(node, chunk, t0, t1, images)
             peak = max(peak, float(current.amax()))
-            size = current.numel() * current.element_size()
-            if pending_bytes + size > KEPT_CURRENT_BYTES:
+            if pending_bytes + size + current.numel() * current.element_size() > KEPT_CURRENT_BYTES:
                 current = None  # beyond the memory kept (a group of a very large T): computed again later
             else:
-                pending_bytes += size
+                size += current.numel() * current.element_size()
             currents.append(current)
-        pending.append((index, currents))
-        if None in currents:
-            simulate_pending()
-    simulate_pending()
+        pending.append((index, currents, size))
+        pending_bytes += size
+    while pending:
+        simulate_oldest()
     final = layer_threshold(layer, peak)
     layer.set_threshold([final])
     redone = [index for index, threshold in simulated_at.items() if threshold != final]
