@@ -86,6 +86,10 @@ class BitTrains:
             group, bit = divmod(t0 + i, 8)
             self.bits[group, images].add_(step.view(torch.uint8), alpha=1 << bit)
 
+    def clear(self, images: slice) -> None:
+        """Forget the spikes of ``images`` (``write`` adds bits), so that they can be written again."""
+        self.bits[:, images].zero_()
+
     def read_into(self, t0: int, images: slice, out: torch.Tensor) -> None:
         """``out`` (``[span, n_images, ...]``) receives the 0/1 spikes of the steps from ``t0``."""
         for i in range(out.shape[0]):
@@ -107,6 +111,7 @@ class LayerwiseRun:
         self.ann: dict[int, list[torch.Tensor]] = {}
         self.trains: dict[int, list[torch.Tensor]] = {}
         self._elements: dict[int, int] = {}
+        self._buffer: torch.Tensor | None = None  # binary spikes of one work unit, reused while shapes agree
 
     def _env(self, neuron: int, chunk: int, repeat: int, images: slice) -> dict[str, torch.Tensor]:
         env = dict(self.constants)
@@ -172,27 +177,44 @@ class LayerwiseRun:
             return [(t0, t1, images) for t0, t1 in times for images in groups]
         return [(t0, t1, images) for images in groups for t0, t1 in times]
 
-    def neuron_trains(self, neuron: int, chunk: int, cached: dict | None = None) -> torch.Tensor | BitTrains:
+    def unit_groups(self, node: int, chunk: int) -> list[tuple[slice, list[tuple[int, int]]]]:
+        """The work units of ``units`` by image group: ``(images, [(t0, t1), ...])``, steps in order."""
+        groups: list[tuple[slice, list[tuple[int, int]]]] = []
+        for t0, t1, images in self.units(node, chunk):
+            if not groups or groups[-1][0] != images:
+                groups.append((images, []))
+            groups[-1][1].append((t0, t1))
+        return groups
+
+    def neuron_trains(self, neuron: int, chunk: int) -> torch.Tensor | BitTrains:
         """The spike trains of a neuron layer at its current parameters (``BitTrains`` for binary spikes,
         else ``[T, n, ...]`` int8 signed spike counts), stepped by the one neuron kernel exactly as the
-        runtime's ``IF.scan`` steps it. ``cached`` maps ``(chunk, t0, first image)`` to currents already
-        computed (each is used once, then dropped)."""
-        layer, trains, state, buffer = self.network.layers[neuron], None, None, None
-        for t0, t1, images in self.units(neuron, chunk):
-            current = (cached or {}).pop((chunk, t0, images.start), None)
-            if current is None:
-                current = self.currents(neuron, chunk, t0, t1, images)
+        runtime's ``IF.scan`` steps it."""
+        trains = None
+        for images, times in self.unit_groups(neuron, chunk):
+            currents = (self.currents(neuron, chunk, t0, t1, images) for t0, t1 in times)
+            trains = self.group_trains(neuron, chunk, images, currents, trains)
+        return trains
+
+    def group_trains(self, neuron: int, chunk: int, images: slice, currents, trains=None):
+        """Step the neuron layer at its current parameters through all T steps of one image group and
+        write its spikes into the chunk's ``trains`` (allocated when None; the group's earlier spikes there
+        are replaced). ``currents`` yields the group's currents in step order (``[span, n, ...]`` each, all
+        T steps together). Returns ``trains``."""
+        layer, state, t0 = self.network.layers[neuron], None, 0
+        binary = not layer.extended
+        for current in currents:
+            t1 = t0 + current.shape[0]
             if trains is None:
                 shape = (len(self.chunks[chunk]), *current.shape[2:])
-                binary = not layer.extended
                 trains = (BitTrains(self.timesteps, shape, current.device) if binary
                           else new_trains(self.timesteps, shape, torch.int8, current.device))
-            if t0 == 0:
-                state = None
             if binary:
-                if buffer is None or buffer.shape[:2] != current.shape[:2]:
-                    buffer = new_trains(current.shape[0], current.shape[1:], torch.int8, current.device)
-                out = buffer
+                if t0 == 0:
+                    trains.clear(images)
+                if self._buffer is None or self._buffer.shape != current.shape:
+                    self._buffer = new_trains(current.shape[0], current.shape[1:], torch.int8, current.device)
+                out = self._buffer
             else:
                 out = trains[t0:t1, images]
             ndim = current.ndim - 1
@@ -207,6 +229,7 @@ class LayerwiseRun:
             state = (v, count)
             if binary:
                 trains.write(t0, images, out)
+            t0 = t1
         return trains
 
     def pass_through(self, node: int) -> None:
