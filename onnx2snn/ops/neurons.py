@@ -154,6 +154,7 @@ class IF(StatefulOp):
         self.register_buffer("threshold", torch.ones(1))
         self.register_buffer("v_init", torch.zeros(1))
         self.register_buffer("bias", torch.zeros(1))
+        self._views: tuple | None = None  # see _channel_views
         self.configure(attributes.parameters)
 
     def configure(self, parameters: NeuronParameters) -> None:
@@ -196,25 +197,36 @@ class IF(StatefulOp):
         spikes, v = self.scan(v, x.unsqueeze(0))
         return spikes[0], v
 
+    def _channel_views(self, ndim: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Threshold and bias broadcast over ``[N, C, ...]`` (cached: a scan of one step at batch 1
+        is short enough for the reshapes to show)."""
+        threshold, bias = self._buffers["threshold"], self._buffers["bias"]
+        cached = self._views
+        if cached is None or cached[0] != ndim or cached[1] is not threshold or cached[2] is not bias:
+            cached = self._views = (ndim, threshold, bias, channel_view(threshold, ndim),
+                                    channel_view(bias, ndim) if self.has_bias else None)
+        return cached[3], cached[4]
+
     def scan(self, state, currents: torch.Tensor, *, out_dtype: torch.dtype | None = None):
         """``T`` steps at once on ``currents[T, N, ...]``: ``(outputs[T, N, ...], state)``; the state
         (``v``, or ``(v, count)`` for signed/burst neurons) is updated in place. The potential is
         float32 even for bfloat16/float16 currents; ``out_dtype`` (default: the currents') is the
         dtype of the outputs, which are exact in any float type up to the rounding of the threshold."""
-        x = currents[0]
-        threshold = channel_view(self.threshold, x.ndim)
+        ndim = currents.ndim - 1
+        threshold, bias = self._channel_views(ndim)
         if state is None:
+            x = currents[0]
             v = torch.zeros_like(x, dtype=torch.promote_types(x.dtype, torch.float32)) + channel_view(
-                self.v_init, x.ndim)
+                self.v_init, ndim)
             state = (v, torch.zeros_like(v)) if self.extended else v
         v, count = state if self.extended else (state, None)
         # Mixed-dtype elementwise ops are slow on CPU: a reduced-precision block is converted to
-        # float32 once, scanned, and its outputs converted back once.
-        out = stacked_like(v, currents.shape[0], torch.promote_types(currents.dtype, v.dtype))
-        spikes, v, count = neuron_scan(currents.to(v.dtype), v, threshold, reset=self.reset,
-                                       bias=channel_view(self.bias, x.ndim) if self.has_bias else None,
-                                       signed=self.signed, burst=self.burst, count=count, out=out, weighted=True)
+        # float32 once and scanned; each step's output is written straight in the wanted dtype.
         dtype = out_dtype or currents.dtype
+        out = stacked_like(v, currents.shape[0], dtype if dtype.is_floating_point else v.dtype)
+        spikes, v, count = neuron_scan(currents if currents.dtype == v.dtype else currents.to(v.dtype), v, threshold,
+                                       reset=self.reset, bias=bias, signed=self.signed, burst=self.burst, count=count,
+                                       out=out, weighted=True)
         if dtype != spikes.dtype:
             spikes = stacked_like(v, currents.shape[0], dtype).copy_(spikes)
         return spikes, ((v, count) if self.extended else v)
