@@ -79,9 +79,12 @@ def neuron_scan(current: torch.Tensor, v: torch.Tensor, threshold: torch.Tensor,
         # faults). k is written straight into out[t] when out matches v (float 0/1 spikes: the
         # fastest kernels), else into one reused buffer that is copied into out[t] (int8 trains,
         # reduced precision). Since k is 0 or 1, v - k*threshold and v - v*k are exactly
-        # v - threshold (soft) or 0 (hard) where the neuron fired, v elsewhere.
+        # v - threshold (soft) or 0 (hard) where the neuron fired, v elsewhere. A reduced-precision
+        # current is added to the float32 potential as it is (no converted copy of the block), and
+        # a single threshold is best passed as a Python float (a scalar operand is the fastest).
         direct = out.dtype == v.dtype and out.shape[1:] == v.shape
         buffer = None if direct else torch.empty_like(v)
+        scalar = not torch.is_tensor(threshold)
         for t in range(current.shape[0]):
             v.add_(current[t])
             if bias is not None:
@@ -90,16 +93,14 @@ def neuron_scan(current: torch.Tensor, v: torch.Tensor, threshold: torch.Tensor,
             torch.ge(v, threshold, out=k)
             if reset == "zero":
                 v.addcmul_(v, k, value=-1.0)
-                if weighted:
-                    k.mul_(threshold)
-            elif weighted:
-                v.sub_(k.mul_(threshold))
-            elif torch.is_tensor(threshold):
-                v.addcmul_(k, threshold, value=-1.0)
+            elif scalar:
+                v.sub_(k, alpha=threshold)
             else:
-                v.add_(k, alpha=-threshold)
+                v.addcmul_(k, threshold, value=-1.0)
             if not direct:
-                out[t].copy_(k)
+                k = out[t].copy_(k)  # then weighted in out's dtype: the same rounding of the threshold
+            if weighted:
+                k.mul_(threshold)
         return out, v, count
     for t in range(current.shape[0]):
         v.add_(current[t])
@@ -203,8 +204,8 @@ class IF(StatefulOp):
         threshold, bias = self._buffers["threshold"], self._buffers["bias"]
         cached = self._views
         if cached is None or cached[0] != ndim or cached[1] is not threshold or cached[2] is not bias:
-            cached = self._views = (ndim, threshold, bias, channel_view(threshold, ndim),
-                                    channel_view(bias, ndim) if self.has_bias else None)
+            view = float(threshold) if threshold.numel() == 1 else channel_view(threshold, ndim)
+            cached = self._views = (ndim, threshold, bias, view, channel_view(bias, ndim) if self.has_bias else None)
         return cached[3], cached[4]
 
     def scan(self, state, currents: torch.Tensor, *, out_dtype: torch.dtype | None = None):
@@ -220,11 +221,11 @@ class IF(StatefulOp):
                 self.v_init, ndim)
             state = (v, torch.zeros_like(v)) if self.extended else v
         v, count = state if self.extended else (state, None)
-        # Mixed-dtype elementwise ops are slow on CPU: a reduced-precision block is converted to
-        # float32 once and scanned; each step's output is written straight in the wanted dtype.
+        # A reduced-precision block is scanned as it is (the float32 potential adds it) and each
+        # step's output written straight in the wanted dtype: no converted copies of the block.
         dtype = out_dtype or currents.dtype
         out = stacked_like(v, currents.shape[0], dtype if dtype.is_floating_point else v.dtype)
-        spikes, v, count = neuron_scan(currents if currents.dtype == v.dtype else currents.to(v.dtype), v, threshold,
+        spikes, v, count = neuron_scan(currents, v, threshold,
                                        reset=self.reset, bias=bias, signed=self.signed, burst=self.burst, count=count,
                                        out=out, weighted=True)
         if dtype != spikes.dtype:
