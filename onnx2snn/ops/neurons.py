@@ -119,6 +119,8 @@ def neuron_scan(current: torch.Tensor, v: torch.Tensor, threshold: torch.Tensor,
 def stacked_like(like: torch.Tensor, steps: int, dtype: torch.dtype) -> torch.Tensor:
     """An empty ``[steps, *like.shape]`` tensor whose every step has ``like``'s memory format
     (channels_last stays channels_last, so the next convolution needs no layout copy)."""
+    if steps == 1:  # a streaming step: one call (empty_like keeps the layout of a dense tensor)
+        return torch.empty_like(like, dtype=dtype).unsqueeze(0)
     if like.ndim == 4 and not like.is_contiguous() and like.is_contiguous(memory_format=torch.channels_last):
         flat = torch.empty((steps * like.shape[0], *like.shape[1:]), dtype=dtype, device=like.device,
                            memory_format=torch.channels_last)
