@@ -198,3 +198,13 @@ def test_evaluate_on_cuda_without_a_gpu_is_one_clean_error(tmp_path, small_cnn_f
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "no CUDA device" in lines[0], result.stderr
+
+
+def test_spike_counts_are_exact_for_reduced_precision_outputs():
+    """A bfloat16 sum keeps 8 significant bits: counting must not sum in the output's dtype."""
+    layer = copy.deepcopy(next(iter(network("small").neurons().values())))
+    layer.set_threshold([0.75])
+    fired = (torch.rand(8, 16, 64, 64, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    expected = float(fired.sum())
+    assert layer.spike_events(fired * 0.75) == expected
+    assert layer.spike_events((fired * 0.75).to(torch.bfloat16)) == expected

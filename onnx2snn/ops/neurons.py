@@ -196,7 +196,8 @@ class IF(StatefulOp):
 
     def spike_events(self, out: torch.Tensor) -> float:
         """Spikes in one step's output: a burst of k spikes (or k negative ones) counts k."""
-        return float((out.abs() / channel_view(self.threshold, out.ndim)).round().sum())
+        # counted in float32 and summed in float64: a bfloat16 sum keeps 8 significant bits
+        return float((out.float().abs() / channel_view(self.threshold, out.ndim)).round().sum(dtype=torch.float64))
 
     def step(self, v, x):
         spikes, v = self.scan(v, x.unsqueeze(0))
