@@ -154,11 +154,11 @@ class Run:
                         args.append(None)
                     elif name in plan.produced:
                         args.append(name)  # a str marks a tensor of the block, looked up per block
-                    elif name in constants:
-                        args.append(constants[name])
                     elif layer.stateful and number == 0:  # a constant current: the same at every step
                         value = self.env_static[name]
                         args.append(value.unsqueeze(0).expand(steps, *value.shape))
+                    elif name in constants:
+                        args.append(constants[name])
                     elif name in plan.batch_static and not layer.stateful:
                         args.append(self._static(name, steps))
                     else:
