@@ -236,3 +236,25 @@ def test_spikenorm_matches_the_reference(rng, reset):
         assert got[f"if{index}"][0] == theta, (index, got[f"if{index}"][0], theta)
         spikes, _ = reference_run(currents, np.float32(theta), 0.0, reset)
         trains = spikes * np.float32(theta)
+
+
+@pytest.mark.parametrize("reset, signed, burst", VARIANTS, ids=VARIANT_IDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])
+def test_if_op_with_one_threshold_and_reduced_precision_currents(case, reset, signed, burst, dtype):
+    """A single threshold takes the scan's scalar path; bfloat16 currents are added to the float32
+    potential as they are and the outputs written in bfloat16. Dyadic currents and thresholds are
+    exact in bfloat16, so the spikes must equal the reference exactly; a new threshold must take
+    effect at the next scan (the broadcast views are cached)."""
+    currents, _, v_init, bias = case
+    attrs = if_attributes(np.array([0.75], np.float32), v_init, bias, reset, signed, burst)
+    attrs["reset"] = reset.encode()
+    layer = IF(NodeInfo("n", "IF", "onnx2snn", 1, attrs, ["x"], ["y"], {}))
+    x = torch.from_numpy(currents).to(dtype)
+    for theta in (0.75, 1.25):
+        layer.set_threshold([theta])
+        expected, _ = reference_run(currents, np.float32(theta), v_init, reset, bias, signed, burst)
+        first, state = layer.scan(None, x[:T // 3], out_dtype=dtype)
+        second, _ = layer.scan(state, x[T // 3:], out_dtype=dtype)
+        out = torch.cat([first, second])
+        assert out.dtype == dtype
+        np.testing.assert_array_equal(out.float().numpy(), expected * np.float32(theta))

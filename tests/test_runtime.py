@@ -133,6 +133,31 @@ def test_reduced_precision_keeps_spikes_exact_and_outputs_close():
     assert b.dtype == torch.bfloat16 and torch.equal(b.float(), a) and a.sum() > 0
 
 
+def test_a_precision_change_reaches_the_next_simulation_and_a_running_stream():
+    """The runtime compiles its calls with the weights of the current precision; a change must
+    recompile them (a stale program would silently go on in float32)."""
+    net = network("small")
+    x = inputs("small", 2, seed=4)
+    half = copy.deepcopy(net).set_precision("bfloat16")
+    expected = half.simulate(x, 6, block=2).outputs[6]
+    full = copy.deepcopy(net)
+    full.reset()
+    full_steps = [full.step(x).clone() for _ in range(4)]
+    try:
+        net.simulate(x, 6, block=2)  # compiled in float32
+        assert torch.equal(net.set_precision("bfloat16").simulate(x, 6, block=2).outputs[6], expected)
+        net.set_precision(torch.float32)
+        net.reset()
+        steps = [net.step(x).clone() for _ in range(2)]
+        net.set_precision("bfloat16")
+        steps += [net.step(x).clone() for _ in range(2)]
+    finally:
+        net.set_precision(torch.float32)
+        net.reset()
+    assert all(torch.equal(a, b) for a, b in zip(steps[:2], full_steps))
+    assert not torch.equal(torch.stack(steps[2:]), torch.stack(full_steps[2:]))
+
+
 def test_set_precision_rejects_other_types():
     with pytest.raises(ValueError, match="precision"):
         network("small").set_precision(torch.int8)
@@ -173,3 +198,13 @@ def test_evaluate_on_cuda_without_a_gpu_is_one_clean_error(tmp_path, small_cnn_f
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "no CUDA device" in lines[0], result.stderr
+
+
+def test_spike_counts_are_exact_for_reduced_precision_outputs():
+    """A bfloat16 sum keeps 8 significant bits: counting must not sum in the output's dtype."""
+    layer = copy.deepcopy(next(iter(network("small").neurons().values())))
+    layer.set_threshold([0.75])
+    fired = (torch.rand(8, 16, 64, 64, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    expected = float(fired.sum())
+    assert layer.spike_events(fired * 0.75) == expected
+    assert layer.spike_events((fired * 0.75).to(torch.bfloat16)) == expected

@@ -79,9 +79,12 @@ def neuron_scan(current: torch.Tensor, v: torch.Tensor, threshold: torch.Tensor,
         # faults). k is written straight into out[t] when out matches v (float 0/1 spikes: the
         # fastest kernels), else into one reused buffer that is copied into out[t] (int8 trains,
         # reduced precision). Since k is 0 or 1, v - k*threshold and v - v*k are exactly
-        # v - threshold (soft) or 0 (hard) where the neuron fired, v elsewhere.
+        # v - threshold (soft) or 0 (hard) where the neuron fired, v elsewhere. A reduced-precision
+        # current is added to the float32 potential as it is: one mixed-dtype pass is cheaper than
+        # a float32 copy of the block plus a pass (0.52 against 0.71 ms on 1.6 M values here).
         direct = out.dtype == v.dtype and out.shape[1:] == v.shape
         buffer = None if direct else torch.empty_like(v)
+        scalar = not torch.is_tensor(threshold)
         for t in range(current.shape[0]):
             v.add_(current[t])
             if bias is not None:
@@ -94,10 +97,10 @@ def neuron_scan(current: torch.Tensor, v: torch.Tensor, threshold: torch.Tensor,
                     k.mul_(threshold)
             elif weighted:
                 v.sub_(k.mul_(threshold))
-            elif torch.is_tensor(threshold):
-                v.addcmul_(k, threshold, value=-1.0)
+            elif scalar:
+                v.sub_(k, alpha=threshold)
             else:
-                v.add_(k, alpha=-threshold)
+                v.addcmul_(k, threshold, value=-1.0)
             if not direct:
                 out[t].copy_(k)
         return out, v, count
@@ -118,6 +121,8 @@ def neuron_scan(current: torch.Tensor, v: torch.Tensor, threshold: torch.Tensor,
 def stacked_like(like: torch.Tensor, steps: int, dtype: torch.dtype) -> torch.Tensor:
     """An empty ``[steps, *like.shape]`` tensor whose every step has ``like``'s memory format
     (channels_last stays channels_last, so the next convolution needs no layout copy)."""
+    if steps == 1:  # a streaming step: one call (empty_like keeps the layout of a dense tensor)
+        return torch.empty_like(like, dtype=dtype).unsqueeze(0)
     if like.ndim == 4 and not like.is_contiguous() and like.is_contiguous(memory_format=torch.channels_last):
         flat = torch.empty((steps * like.shape[0], *like.shape[1:]), dtype=dtype, device=like.device,
                            memory_format=torch.channels_last)
@@ -154,6 +159,7 @@ class IF(StatefulOp):
         self.register_buffer("threshold", torch.ones(1))
         self.register_buffer("v_init", torch.zeros(1))
         self.register_buffer("bias", torch.zeros(1))
+        self._views: tuple | None = None  # see _channel_views
         self.configure(attributes.parameters)
 
     def configure(self, parameters: NeuronParameters) -> None:
@@ -190,31 +196,43 @@ class IF(StatefulOp):
 
     def spike_events(self, out: torch.Tensor) -> float:
         """Spikes in one step's output: a burst of k spikes (or k negative ones) counts k."""
-        return float((out.abs() / channel_view(self.threshold, out.ndim)).round().sum())
+        # counted in float32 and summed in float64: a bfloat16 sum keeps 8 significant bits
+        return float((out.float().abs() / channel_view(self.threshold, out.ndim)).round().sum(dtype=torch.float64))
 
     def step(self, v, x):
         spikes, v = self.scan(v, x.unsqueeze(0))
         return spikes[0], v
+
+    def _channel_views(self, ndim: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Threshold and bias broadcast over ``[N, C, ...]`` (cached: a scan of one step at batch 1
+        is short enough for the reshapes to show)."""
+        threshold, bias = self._buffers["threshold"], self._buffers["bias"]
+        cached = self._views
+        if cached is None or cached[0] != ndim or cached[1] is not threshold or cached[2] is not bias:
+            view = float(threshold) if threshold.numel() == 1 else channel_view(threshold, ndim)
+            cached = self._views = (ndim, threshold, bias, view, channel_view(bias, ndim) if self.has_bias else None)
+        return cached[3], cached[4]
 
     def scan(self, state, currents: torch.Tensor, *, out_dtype: torch.dtype | None = None):
         """``T`` steps at once on ``currents[T, N, ...]``: ``(outputs[T, N, ...], state)``; the state
         (``v``, or ``(v, count)`` for signed/burst neurons) is updated in place. The potential is
         float32 even for bfloat16/float16 currents; ``out_dtype`` (default: the currents') is the
         dtype of the outputs, which are exact in any float type up to the rounding of the threshold."""
-        x = currents[0]
-        threshold = channel_view(self.threshold, x.ndim)
+        ndim = currents.ndim - 1
+        threshold, bias = self._channel_views(ndim)
         if state is None:
+            x = currents[0]
             v = torch.zeros_like(x, dtype=torch.promote_types(x.dtype, torch.float32)) + channel_view(
-                self.v_init, x.ndim)
+                self.v_init, ndim)
             state = (v, torch.zeros_like(v)) if self.extended else v
         v, count = state if self.extended else (state, None)
-        # Mixed-dtype elementwise ops are slow on CPU: a reduced-precision block is converted to
-        # float32 once, scanned, and its outputs converted back once.
-        out = stacked_like(v, currents.shape[0], torch.promote_types(currents.dtype, v.dtype))
-        spikes, v, count = neuron_scan(currents.to(v.dtype), v, threshold, reset=self.reset,
-                                       bias=channel_view(self.bias, x.ndim) if self.has_bias else None,
-                                       signed=self.signed, burst=self.burst, count=count, out=out, weighted=True)
+        # A reduced-precision block is scanned as it is (the float32 potential adds it) and each
+        # step's output written straight in the wanted dtype: no converted copies of the block.
         dtype = out_dtype or currents.dtype
+        out = stacked_like(v, currents.shape[0], dtype if dtype.is_floating_point else v.dtype)
+        spikes, v, count = neuron_scan(currents, v, threshold,
+                                       reset=self.reset, bias=bias, signed=self.signed, burst=self.burst, count=count,
+                                       out=out, weighted=True)
         if dtype != spikes.dtype:
             spikes = stacked_like(v, currents.shape[0], dtype).copy_(spikes)
         return spikes, ((v, count) if self.extended else v)

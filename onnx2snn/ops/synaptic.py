@@ -55,12 +55,17 @@ class Conv(Op):
         self.strides = list(attrs.get("strides", [1] * self.rank))
         self.dilations = list(attrs.get("dilations", [1] * self.rank))
         self.group = int(attrs.get("group", 1))
+        self._pads_for: torch.Size | None = None  # the input size that self._pads was resolved for
+        self._pads: tuple = (None, [0] * self.rank)
 
     def forward(self, x, weight, bias=None):
-        pads = explicit_pads(self.node.attrs, list(x.shape[2:]), self.kernel, self.strides, self.dilations)
-        torch_pads, padding = split_pads(pads)
-        return _CONV[self.rank](pad_input(x, torch_pads), weight, bias, self.strides, padding,
-                                self.dilations, self.group)
+        spatial = x.shape[2:]
+        if spatial != self._pads_for:  # the padding depends on the input size only with auto_pad
+            pads = explicit_pads(self.node.attrs, list(spatial), self.kernel, self.strides, self.dilations)
+            self._pads_for, self._pads = spatial, split_pads(pads)
+        torch_pads, padding = self._pads
+        x = pad_input(x, torch_pads)
+        return _CONV[self.rank](x, weight, bias, self.strides, padding, self.dilations, self.group)
 
 
 @register
