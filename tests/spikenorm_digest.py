@@ -5,8 +5,8 @@ JSON object: the threshold of every layer, the sha256 of the spike trains SpikeN
 next layers (packed bits exactly as stored), and the CPU time. Run it with each tree on PYTHONPATH
 and compare the outputs (docs/conversion_speed.md, "SpikeNorm in one pass"):
 
-    OMP_NUM_THREADS=1 PYTHONPATH=OLD_TREE python scripts/spikenorm_digest.py --calib 512 -T 64 > old.json
-    OMP_NUM_THREADS=1 PYTHONPATH=NEW_TREE python scripts/spikenorm_digest.py --calib 512 -T 64 > new.json
+    OMP_NUM_THREADS=1 PYTHONPATH=OLD_TREE python tests/spikenorm_digest.py --calib 512 -T 64 > old.json
+    OMP_NUM_THREADS=1 PYTHONPATH=NEW_TREE python tests/spikenorm_digest.py --calib 512 -T 64 > new.json
     diff <(jq -S 'del(.cpu_s)' old.json) <(jq -S 'del(.cpu_s)' new.json)
 """
 from __future__ import annotations
