@@ -17,6 +17,7 @@ from onnx2snn.converter.convert import ConversionOptions, convert_model
 from onnx2snn.converter.methods.weights import WeightSettings
 from onnx2snn.converter.weight_files import untie_weights
 from onnx2snn.errors import ConfigError
+from onnx2snn.runtime.distributed import World
 from onnx2snn.runtime.network import SpikingNetwork
 
 from helpers import make_model, run_onnxruntime, small_cnn, tensor
@@ -164,3 +165,13 @@ def test_on_top_of_methods_that_do_not_simulate(rng, threshold):
     assert {name: p.threshold.tolist() for name, p in plain.neurons.items()} == \
         {name: p.threshold.tolist() for name, p in fitted.neurons.items()}
     assert output_error(fitted, model, x, 8) < output_error(plain, model, x, 8)
+
+
+def test_refused_under_torchrun(rng):
+    """The weight fit is not sharded over processes, so several processes would each fit their own."""
+    model = small_cnn(rng)
+    options = ConversionOptions(calibrate_weights=True)
+    method = options.validate()
+    with pytest.raises(ConfigError, match="without torchrun"):
+        convert_module._convert(model, images(4, 8, 8), options, method, {}, checked=False,
+                                world=World(rank=0, size=2))
