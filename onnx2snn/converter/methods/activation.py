@@ -32,7 +32,7 @@ def activation_thresholds(network: SpikingNetwork, images: torch.Tensor, method:
 
     def probe(index: int, current: torch.Tensor) -> None:
         activation = network.layers[index].analog(current)
-        maxima[index] = max(maxima[index], float(activation.max()))
+        maxima[index] = max(maxima[index], float(activation.amax()))
         if method.kind == "percentile":
             positive = activation[activation > 0].float().cpu().numpy()
             if positive.size > per_batch_cap:
