@@ -189,6 +189,15 @@ class SpikingNetwork(nn.Module):
             else:
                 env[self.node_outputs[index][0]] = out
 
+    def set_constants(self, values: dict[str, torch.Tensor]) -> None:
+        """Overwrite constant tensors in place (every reader sees the new values); cached copies of the
+        weights in another precision or layout are dropped with them."""
+        constants = self.constant_env()
+        with torch.no_grad():
+            for name, value in values.items():
+                constants[name].copy_(value)
+        self._cast_cache = {}
+
     def static_env(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         env = self.constant_env()
         env[self.input_name] = x

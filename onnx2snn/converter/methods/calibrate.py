@@ -37,7 +37,6 @@ from .weights import (
     WeightSettings,
     constant_owners,
     fit_segment,
-    set_constants,
     tuning_segment,
 )
 
@@ -168,10 +167,6 @@ class LayerCalibration:
         squared, signed, active, counts = (self.world.gather(column) for column in columns)
         return list(zip(squared, signed, active, counts.tolist()))
 
-    def final(self) -> list[torch.Tensor]:
-        """Spike trains of every chunk (all positions) with the parameters set on the layer."""
-        return [self.run.neuron_trains(self.neuron, chunk) for chunk in range(len(self.targets))]
-
 
 def _grid(theta: torch.Tensor, vfrac: torch.Tensor, bias: torch.Tensor) -> Candidates:
     k = max(len(theta), len(vfrac), len(bias))
@@ -250,6 +245,11 @@ def _calibrate_weights(run: LayerwiseRun, neuron: int | None, targets: list[torc
                                          _compress(chosen.bias), layer.signed, layer.burst))
         return float(errors.squared[index, torch.arange(channels)].sum())
 
+    def use(constants: dict[str, torch.Tensor]) -> None:
+        network.set_constants(constants)
+        if segment.static:  # the first layer's input current is computed once per chunk: again
+            run.statics = [network.static_env(chunk) for chunk in run.chunks]
+
     before = held_out_error()
     with torch.inference_mode(False):
         stand_in = SegmentFit(run, segment, neuron, targets, steps, run.timesteps)
@@ -258,16 +258,12 @@ def _calibrate_weights(run: LayerwiseRun, neuron: int | None, targets: list[torc
             log.debug("stand-in loss: fit %.5g -> %.5g, held out %.5g -> %.5g",
                       stand_in.held_out_loss(fit, {}), stand_in.held_out_loss(fit, fitted),
                       stand_in.held_out_loss(select, {}), stand_in.held_out_loss(select, fitted))
-    set_constants(network, fitted)
-    if segment.static:
-        run.statics = [network.static_env(chunk) for chunk in run.chunks]
+    use(fitted)
     after = held_out_error(correct=spec is not None and (spec.bias_correction or spec.potential_correction))
     if after >= before and settings.accept != "always":
-        set_constants(network, original)
+        use(original)
         if layer is not None:
             layer.configure(parameters)
-        if segment.static:
-            run.statics = [network.static_env(chunk) for chunk in run.chunks]
         return f"weights kept (held-out error {before:.4g} -> {after:.4g})"
     return f"weights fitted (held-out error {before:.4g} -> {after:.4g})"
 
@@ -328,8 +324,7 @@ def calibrate(network, images: torch.Tensor, method: ThresholdMethod, timesteps:
             if weights is not None:
                 log.info("%s: %s", name, _calibrate_weights(run, neuron, targets, fit, select, steps, weights,
                                                             owners, seed))
-            run.record(neuron, targets, [run.neuron_trains(neuron, c) for c in range(len(chunks))]
-                       if run.uses[neuron] else None)
+            run.record(neuron, targets, run.layer_trains(neuron) if run.uses[neuron] else None)
             progress.advance(name)
             continue
         table = torch.from_numpy(percentile_table([targets[c].cpu() for c in fit], percentiles, spec.channel, seed,
@@ -365,9 +360,7 @@ def calibrate(network, images: torch.Tensor, method: ThresholdMethod, timesteps:
                                                         seed, spec))
             parameters = layer.neuron_parameters()  # the correction may have been measured again
             chosen_parameters[name] = parameters
-        trains = ([run.neuron_trains(neuron, c) for c in range(len(chunks))]
-                  if run.simulate and run.uses[neuron] else None)
-        run.record(neuron, targets, trains)
+        run.record(neuron, targets, run.layer_trains(neuron) if run.simulate and run.uses[neuron] else None)
         progress.advance(name)
     if weights is not None:
         targets = _output_targets(run, tuning_segment(network, network.output_name, owners))

@@ -196,6 +196,10 @@ class LayerwiseRun:
             trains = self.group_trains(neuron, chunk, images, currents, trains)
         return trains
 
+    def layer_trains(self, neuron: int) -> list:
+        """``neuron_trains`` of every chunk."""
+        return [self.neuron_trains(neuron, chunk) for chunk in range(len(self.chunks))]
+
     def group_trains(self, neuron: int, chunk: int, images: slice, currents, trains=None):
         """Step the neuron layer at its current parameters through all T steps of one image group and
         write its spikes into the chunk's ``trains`` (allocated when None; the group's earlier spikes there

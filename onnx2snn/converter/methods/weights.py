@@ -30,12 +30,12 @@ import math
 
 import torch
 
+from ...ops.neurons import channel_view
 from ...runtime.network import SpikingNetwork
+from ..weight_files import TUNED_OPS
 from .layerwise import BitTrains, LayerwiseRun, fast_layout, is_neuron
 
 log = logging.getLogger(__name__)
-
-TUNED_OPS = ("Conv", "Gemm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,19 +119,12 @@ def prefix_rates(run: LayerwiseRun, source: int, chunk: int, steps: tuple[int, .
             if done in steps:
                 rates[done] = total / done
     if is_neuron(layer):
-        threshold = layer.threshold.reshape(-1)
-        view = threshold.reshape(()) if threshold.numel() == 1 else threshold.reshape(
-            [-1] + [1] * (next(iter(rates.values())).ndim - 2))
-        rates = {t: r * view for t, r in rates.items()}
+        rates = {t: r * channel_view(layer.threshold, r.ndim) for t, r in rates.items()}
     return {t: fast_layout(r) for t, r in rates.items()}
 
 
 def _floor_ste(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.floor(x) - x).detach()
-
-
-def _view(values: torch.Tensor, ndim: int) -> torch.Tensor:
-    return values.reshape(()) if values.numel() == 1 else values.reshape([-1] + [1] * (ndim - 2))
 
 
 class SegmentFit:
@@ -173,8 +166,9 @@ class SegmentFit:
         if self.layer is None:
             return current
         ndim = current.ndim
-        theta = _view(self.theta, ndim)
-        charge = t * (current + (_view(self.bias, ndim) if self.bias is not None else 0)) + _view(self.v_init, ndim)
+        theta = channel_view(self.theta, ndim)
+        bias = channel_view(self.bias, ndim) if self.bias is not None else 0
+        charge = t * (current + bias) + channel_view(self.v_init, ndim)
         count = torch.clamp(_floor_ste(charge / theta), 0, self.layer.burst * t)
         return count * theta / t
 
@@ -217,11 +211,3 @@ def fit_segment(fit: SegmentFit, chunks: list[int], settings: WeightSettings) ->
         optimizer.step()
     return {name: p.detach() for name, p in params.items()}
 
-
-def set_constants(network: SpikingNetwork, values: dict[str, torch.Tensor]) -> None:
-    """Write tensors into the network's constant buffers (in place, so every reader sees them)."""
-    constants = network.constant_env()
-    with torch.no_grad():
-        for name, value in values.items():
-            constants[name].copy_(value)
-    network._cast_cache = {}
