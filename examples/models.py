@@ -4,6 +4,8 @@
 - ``vgg5``: conv64 - avgpool - conv128 - conv128 - avgpool - FC4096 - FC4096 - FC10, dropout, no bias
   (Rathi et al. 2020). ``width`` scales the FC layers for CPU budgets (4096 is the paper's).
 - ``vgg16``: the standard CIFAR VGG16 (13 conv + classifier) with average pooling instead of max pooling.
+- ``vgg7_maxpool`` and ``resnet32``: models the low-latency methods were not tuned on (max pooling; a
+  ResNet deeper than the shared ResNet-20).
 
 ``width_mult`` (vgg5 and vgg16) multiplies every conv and hidden FC width and keeps the layer
 structure (same depth, pools, kernel sizes): 0.25 costs ~1/16 of the multiply-adds. A model trained
@@ -92,7 +94,46 @@ def vgg7_maxpool(classes: int = 10) -> nn.Module:
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(128 * 4 * 4, classes))
 
 
-MODELS = {"small_cnn": small_cnn, "vgg5": vgg5, "vgg7_maxpool": vgg7_maxpool, "vgg16": vgg16}
+class BasicBlock(nn.Module):
+    """He et al.'s CIFAR residual block; a 1x1 convolution (with BatchNorm) projects the shortcut where
+    the shape changes, so the whole block exports as Conv/Add/Relu."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+            nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+        self.shortcut = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        return self.relu(self.body(x) + self.shortcut(x))
+
+
+def cifar_resnet(depth: int, classes: int = 10, width_mult: float = 1.0) -> nn.Module:
+    """The CIFAR ResNet of depth 6n+2 (16-32-64 channels times ``width_mult``), global average pooling."""
+    if (depth - 2) % 6:
+        raise ValueError(f"a CIFAR ResNet has depth 6n+2, got {depth}")
+    blocks = (depth - 2) // 6
+    widths = [scaled(c, width_mult) for c in (16, 32, 64)]
+    layers: list[nn.Module] = [nn.Conv2d(3, widths[0], 3, 1, 1, bias=False), nn.BatchNorm2d(widths[0]),
+                               nn.ReLU(inplace=True)]
+    channels = widths[0]
+    for stage, width in enumerate(widths):
+        for block in range(blocks):
+            layers.append(BasicBlock(channels, width, 2 if stage and not block else 1))
+            channels = width
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, classes)]
+    return nn.Sequential(*layers)
+
+
+def resnet32(classes: int = 10, width_mult: float = 1.0) -> nn.Module:
+    return cifar_resnet(32, classes, width_mult)
+
+
+MODELS = {"small_cnn": small_cnn, "vgg5": vgg5, "vgg7_maxpool": vgg7_maxpool, "vgg16": vgg16, "resnet32": resnet32}
 
 
 def build(name: str, **kwargs) -> nn.Module:

@@ -12,7 +12,7 @@ seconds of wall time, for machines where a long run must be split. Every run end
 
 GPU: ``--device cuda --gpu-resident --amp bf16 --channels-last [--compile]`` decodes the data once,
 keeps it on the device as uint8 and augments each batch there (``scripts/gpu_train.sh``).
-``--width-mult M`` (vgg5, vgg16) narrows every layer and keeps the structure, for CPU budgets.
+``--width-mult M`` (vgg5, vgg16, resnet32) narrows every layer and keeps the structure, for CPU budgets.
 """
 from __future__ import annotations
 
@@ -268,7 +268,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument("--width", type=int, default=None, help="VGG5 only: FC width (paper: 4096)")
     p.add_argument("--width-mult", type=float, default=1.0,
-                   help="vgg5/vgg16: multiply every layer's width, keeping the structure (labels the results)")
+                   help="vgg5/vgg16/resnet32: multiply every layer's width, keeping the structure (labels the results)")
     p.add_argument("--limit", type=int, default=None, help="train on a class-balanced subset (smoke tests)")
     p.add_argument("--max-batches", type=int, default=None, help="stop each epoch after N batches (smoke tests)")
     p.add_argument("--chunk", type=int, default=None, help="stop after this many epochs; rerun to resume")
@@ -333,7 +333,7 @@ def probe(args, model, optimizer, images, labels, device, memory_format, per_epo
     return result
 
 
-DEFAULT_LR = {"small_cnn": 0.2, "vgg5": 0.05, "vgg7_maxpool": 0.1, "vgg16": 0.1}
+DEFAULT_LR = {"small_cnn": 0.2, "vgg5": 0.05, "vgg7_maxpool": 0.1, "vgg16": 0.1, "resnet32": 0.1}
 
 
 def main(argv=None) -> dict:
@@ -354,8 +354,8 @@ def main(argv=None) -> dict:
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.model]
     kwargs = {"width": args.width} if args.model == "vgg5" and args.width else {}
     if args.width_mult != 1.0:
-        if args.model not in ("vgg5", "vgg16"):
-            raise SystemExit(f"--width-mult is for vgg5 and vgg16, not {args.model}")
+        if args.model not in ("vgg5", "vgg16", "resnet32"):
+            raise SystemExit(f"--width-mult is for vgg5, vgg16 and resnet32, not {args.model}")
         kwargs["width_mult"] = args.width_mult
     model = build(args.model, **kwargs).to(device)
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
