@@ -89,7 +89,9 @@ def test_streaming_follows_a_changing_input(arch):
 
 
 @pytest.mark.parametrize("arch", ["small", "resnet18"])
-def test_streaming_matches_the_batched_simulation_exactly_for_a_constant_input(arch):
+def test_streaming_matches_the_batched_simulation_for_a_constant_input(arch):
+    # Not bit-exact on every CPU: a convolution over a block of steps (time folded into the batch) may
+    # take another kernel than over one step, and round differently; a flipped spike would be far larger.
     net = network(arch)
     x = inputs(arch, 2, seed=7)
     sim = net.simulate(x, [5, 12])
@@ -97,14 +99,15 @@ def test_streaming_matches_the_batched_simulation_exactly_for_a_constant_input(a
     outputs = [net.step(x).clone() for _ in range(12)]
     net.reset()
     for t in (5, 12):
-        assert torch.equal(running_mean(outputs, t), sim.outputs[t])
+        torch.testing.assert_close(running_mean(outputs, t), sim.outputs[t], rtol=1e-5, atol=1e-6)
 
 
 def test_forward_stays_batched_and_block_memory_bounds_the_block():
     net = network("small")
     x = inputs("small", 4, seed=3)
     expected = net.simulate(x, 16, block=1).outputs[16]
-    assert torch.equal(net(x, timesteps=16), expected)
+    # the block length changes the convolutions' batch, which some CPUs' kernels round differently
+    torch.testing.assert_close(net(x, timesteps=16), expected, rtol=1e-5, atol=1e-6)
     saved = net.block_memory
     try:
         net.block_memory = 1  # smaller than one step: one timestep per block, same result
