@@ -1,8 +1,6 @@
 """Weighted layers: Conv, Gemm and MatMul."""
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 
@@ -59,7 +57,7 @@ class Conv(Op):
         self.group = int(attrs.get("group", 1))
         self._pads_for: torch.Size | None = None  # the input size that self._pads was resolved for
         self._pads: tuple = (None, [0] * self.rank)
-        self._packed: tuple | None = None  # (weight, input shape, oneDNN weight or None): see _prepacked
+        self._packed: tuple | None = None  # (weight, its version, input shape, oneDNN weight or None)
 
     def forward(self, x, weight, bias=None):
         spatial = x.shape[2:]
@@ -77,34 +75,42 @@ class Conv(Op):
                                                                self.group, "none", [], "")
         return _CONV[self.rank](x, weight, bias, self.strides, padding, self.dilations, self.group)
 
+    def drop_prepacked(self) -> None:
+        """Forget the prepacked weight (its owner drops the weight copy it was made from)."""
+        self._packed = None
+
     def _prepacked(self, x: torch.Tensor, weight: torch.Tensor, padding: list[int]) -> torch.Tensor | None:
         """The weight in oneDNN's own layout for inputs of ``x``'s shape (cached while the weight
         tensor and that shape stay), or None where torch would not run this convolution in oneDNN.
 
-        A bfloat16 CPU convolution is oneDNN's in torch too, but ``F.conv2d`` reorders the weight at
+        torch runs a bfloat16 CPU convolution in oneDNN too, but ``F.conv2d`` reorders the weight at
         every call; at batch 1 that reorder is a large share of the call (bfloat16 ResNet-20 step: its
-        convolutions 1.28 -> 0.90 ms here). Same primitive, so the same bits (tested). Only for a
-        channels_last weight (the runtime's, see ``blocks.cast_constants``): then both give a
-        channels_last output."""
+        convolutions 1.28 -> 0.90 ms here). The same primitive, so the same bits (tested); only where
+        torch itself picks oneDNN for this call, and for a channels_last weight (the runtime's, see
+        ``blocks.cast_constants``), with which both give a channels_last output."""
+        # an in-place change of the weight (load_state_dict) bumps its version; the runtime's own
+        # casts are inference tensors, which have none (their owner drops them: drop_prepacked)
+        version = None if weight.is_inference() else weight._version
         cached = self._packed
-        if cached is None or cached[0] is not weight or cached[1] != x.shape:
+        if cached is None or cached[0] is not weight or cached[1] != version or cached[2] != x.shape:
             packed = None
-            if (torch.backends.mkldnn.enabled and _mkldnn_bf16()
-                    and weight.dtype is torch.bfloat16 and weight.is_contiguous(memory_format=torch.channels_last)):
+            if weight.is_contiguous(memory_format=torch.channels_last) and _torch_picks_onednn(
+                    x, weight, self.strides, padding, self.dilations, self.group):
                 packed = torch.ops.mkldnn._reorder_convolution_weight(weight, padding, self.strides, self.dilations,
                                                                       self.group, list(x.shape))
-            cached = self._packed = (weight, x.shape, packed)
-        return cached[2]
+            cached = self._packed = (weight, version, x.shape, packed)
+        return cached[3]
 
 
-@functools.cache
-def _mkldnn_bf16() -> bool:
-    """Whether this torch and CPU run bfloat16 convolutions in oneDNN with prepacked weights."""
+def _torch_picks_onednn(x, weight, strides, padding, dilations, group) -> bool:
+    """Whether ``F.conv2d`` would run this convolution in oneDNN (torch's private backend query;
+    False where this torch lacks it or the prepacked ops)."""
     try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-                    and torch.ops.mkldnn._reorder_convolution_weight is not None
-                    and torch.ops.mkldnn._convolution_pointwise is not None)
-    except (AttributeError, RuntimeError):
+        backend = torch._C._select_conv_backend(x, weight, None, strides, padding, dilations, False,
+                                                [0] * len(strides), group, None)
+        return (backend == torch._C._ConvBackend.Mkldnn and torch.ops.mkldnn._reorder_convolution_weight is not None
+                and torch.ops.mkldnn._convolution_pointwise is not None)
+    except (AttributeError, RuntimeError, TypeError):
         return False
 
 
