@@ -67,7 +67,7 @@ class Conv(Op):
         torch_pads, padding = self._pads
         if torch_pads is not None:
             x = pad_input(x, torch_pads)
-        if x.dtype is torch.bfloat16 and self.rank == 2 and x.device.type == "cpu" and not (
+        if x.dtype is torch.bfloat16 and x.shape[0] == 1 and self.rank == 2 and x.device.type == "cpu" and not (
                 x.requires_grad or weight.requires_grad):  # the prepacked op has no backward
             packed = self._prepacked(x, weight, padding)
             if packed is not None:
@@ -84,10 +84,12 @@ class Conv(Op):
         tensor and that shape stay), or None where torch would not run this convolution in oneDNN.
 
         torch runs a bfloat16 CPU convolution in oneDNN too, but ``F.conv2d`` reorders the weight at
-        every call; at batch 1 that reorder is a large share of the call (bfloat16 ResNet-20 step: its
-        convolutions 1.28 -> 0.90 ms here). The same primitive, so the same bits (tested); only where
-        torch itself picks oneDNN for this call, and for a channels_last weight (the runtime's, see
-        ``blocks.cast_constants``), with which both give a channels_last output."""
+        every call; for a single image (a streaming step at batch 1) that reorder is a large share of
+        the call (bfloat16 ResNet-20 step: its convolutions 1.28 -> 0.90 ms here), while on blocks of
+        100 images the prepacked op was 2-4% slower (simulate, T=32), hence one image only. The same
+        primitive, so the same bits (tested); only where torch itself picks oneDNN for this call, and
+        for a channels_last weight (the runtime's, see ``blocks.cast_constants``), with which both
+        give a channels_last output."""
         # an in-place change of the weight (load_state_dict) bumps its version; the runtime's own
         # casts are inference tensors, which have none (their owner drops them: drop_prepacked)
         version = None if weight.is_inference() else weight._version
