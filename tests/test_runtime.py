@@ -211,9 +211,9 @@ def test_spike_counts_are_exact_for_reduced_precision_outputs():
 
 
 def test_prepacked_bfloat16_convolutions_give_torch_s_bits():
-    """A bfloat16 convolution runs with its weight prepacked for oneDNN where torch itself picks
-    oneDNN: the same primitive, so exactly F.conv2d's output and layout, and an in-place change of
-    the weight is seen."""
+    """A bfloat16 convolution of one image runs with its weight prepacked for oneDNN where torch
+    itself picks oneDNN: the same primitive, so exactly F.conv2d's output and layout; an in-place
+    change of the weight is seen, and the op can still be deep-copied."""
     net = network("resnet18")
     index = next(i for i in net.dynamic_nodes if type(net.layers[i]).__name__ == "Conv")
     conv, names = net.layers[index], net.node_inputs[index]
@@ -227,5 +227,7 @@ def test_prepacked_bfloat16_convolutions_give_torch_s_bits():
         assert torch.equal(got, expected) and got.stride() == expected.stride()
         with torch.no_grad():
             weight.mul_(2)
+    twin = copy.deepcopy(conv)  # an opaque oneDNN tensor cannot be copied: the copy prepacks anew
+    assert torch.equal(twin.forward(x, weight, bias), conv.forward(x, weight, bias))
     if conv._packed[3] is None:
         pytest.skip("torch does not run this bfloat16 convolution in oneDNN here: nothing was prepacked")

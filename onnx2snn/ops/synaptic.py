@@ -75,6 +75,13 @@ class Conv(Op):
                                                                self.group, "none", [], "")
         return _CONV[self.rank](x, weight, bias, self.strides, padding, self.dilations, self.group)
 
+    def __getstate__(self):
+        # the prepacked weight is an opaque oneDNN tensor, which copy.deepcopy and pickle cannot
+        # read: copies start without it and prepack again on first use
+        state = dict(super().__getstate__())
+        state["_packed"] = None
+        return state
+
     def drop_prepacked(self) -> None:
         """Forget the prepacked weight (its owner drops the weight copy it was made from)."""
         self._packed = None
