@@ -17,7 +17,7 @@ machine is shared and noisy).
 - ``ratio_T{t}_vs_ann_x{T}``: the same ratio against onnxruntime timed over T passes in a row (as long
   as the SNN run, so equally exposed to a shared machine's load; on an idle machine both agree).
 - Batch 1: ms per timestep of ``simulate`` and of the streaming ``step`` (64 steps) against the
-  ANN's latency (64 calls in a row), minima over at least 5 rounds.
+  ANN's latency (64 calls in a row), minima over at least 5 rounds; ``--batch1-only`` times just these.
 - With ``--accuracy EVAL.json`` (what ``onnx2snn evaluate --json`` wrote for the same network, ideally
   on all 10,000 test images): the lowest T whose accuracy is within 0.5 points of the ANN, and the
   images/s at that T (timed here, float32: the precision the accuracy was measured in). The peers'
@@ -58,6 +58,7 @@ def parse_args(argv=None):
     p.add_argument("--no-peers", action="store_true")
     p.add_argument("--no-memory", action="store_true")
     p.add_argument("--json", help="write the results here")
+    p.add_argument("--batch1-only", action="store_true", help="only the batch-1 figures (seconds, not minutes)")
     p.add_argument("--accuracy", help="evaluate --json output of --snn: report images/s at the lowest T "
                                       "within 0.5 points of the ANN")
     p.add_argument("--rss-child", type=int, help=argparse.SUPPRESS)  # internal: one memory measurement
@@ -135,8 +136,8 @@ def peak_rss(args, snn: str, timesteps: int) -> float:
     return float(out.strip().splitlines()[-1])
 
 
-ACCURACY_GAP = 0.005
-B1_ROUNDS = 5  # batch-1 rounds are short: more of them for stabler minima  # "within 0.5 points of the ANN"
+ACCURACY_GAP = 0.005  # "within 0.5 points of the ANN"
+B1_ROUNDS = 5  # batch-1 rounds are short: more of them for stabler minima
 
 
 def sha256(path: str) -> str:
@@ -153,6 +154,40 @@ def lowest_t(path: str) -> dict:
             "method": report.get("threshold_method") or report.get("method"), "ann_accuracy": round(100 * ann, 2),
             "T": close[0] if close else None, "snn_accuracy": round(100 * accuracy[close[0]], 2) if close else None,
             "evaluated_T": sorted(accuracy)}
+
+
+def batch1_latency(args, net, ann_call, x1, precisions: list[str]) -> dict:
+    """Per-timestep latency at batch 1 of ``simulate`` (blocks) and of the streaming ``step``,
+    against the ANN's (onnxruntime and torch, the faster counts), minima of interleaved rounds."""
+    ann1 = {"ann_onnxruntime_b1_ms": ann_call, "ann_torch_b1_ms": lambda: net.analog(x1)}
+    b1: dict[str, float] = {}
+    net.set_precision("float32")
+    for _ in range(max(args.rounds, B1_ROUNDS)):
+        for name, fn in ann1.items():  # 64 calls in a row, like the 64 steps below: the same exposure to load
+            best_of(b1, name, timed(lambda fn=fn: [fn() for _ in range(64)]) / 64 * 1e3)
+        best_of(b1, "snn_simulate_b1_ms_per_step", timed(lambda: net.simulate(x1, 64)) / 64 * 1e3)
+        if "bfloat16" in precisions:
+            net.set_precision("bfloat16")
+            best_of(b1, "snn_simulate_b1_bf16_ms_per_step", timed(lambda: net.simulate(x1, 64)) / 64 * 1e3)
+            net.set_precision("float32")
+
+        def stream():
+            net.reset()
+            for _ in range(64):
+                net.step(x1)
+        best_of(b1, "snn_step_b1_ms_per_step", timed(stream) / 64 * 1e3)
+        if "bfloat16" in precisions:
+            net.set_precision("bfloat16")
+            best_of(b1, "snn_step_b1_bf16_ms_per_step", timed(stream) / 64 * 1e3)
+            net.set_precision("float32")
+    result = {"batch1": {k: round(v, 3) for k, v in b1.items()}}
+    ann_b1 = min(b1["ann_onnxruntime_b1_ms"], b1["ann_torch_b1_ms"])
+    result["batch1_step_over_ann"] = round(b1["snn_step_b1_ms_per_step"] / ann_b1, 2)
+    result["batch1_simulate_over_ann"] = round(b1["snn_simulate_b1_ms_per_step"] / ann_b1, 2)
+    if "snn_simulate_b1_bf16_ms_per_step" in b1:
+        result["batch1_simulate_bf16_over_ann"] = round(b1["snn_simulate_b1_bf16_ms_per_step"] / ann_b1, 2)
+        result["batch1_step_bf16_over_ann"] = round(b1["snn_step_b1_bf16_ms_per_step"] / ann_b1, 2)
+    return result
 
 
 def main(argv=None) -> dict:
@@ -186,6 +221,19 @@ def main(argv=None) -> dict:
     session = ort.InferenceSession(args.ann, options, providers=["CPUExecutionProvider"])
     feed = session.get_inputs()[0].name
     xn = x.numpy()
+
+    if args.batch1_only:
+        session.run(None, {feed: xn[:1]})  # warm-up, as below
+        for precision in precisions:
+            net.set_precision(precision)
+            net.simulate(xd[:1], 4)
+        result = {"model": os.path.basename(args.ann), "snn": os.path.basename(snn_path), "threads": args.threads,
+                  "device": str(device), "torch": torch.__version__,
+                  **batch1_latency(args, net, lambda: session.run(None, {feed: xn[:1]}), xd[:1], precisions)}
+        print(json.dumps(result, indent=2))
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+        return result
 
     t_max = max(timesteps)
     runs = {
@@ -237,31 +285,7 @@ def main(argv=None) -> dict:
         print(f"round {round_index + 1}/{args.rounds}: " + ", ".join(f"{k}={v:.3f}" for k, v in times.items()),
               flush=True)
 
-    # batch 1: per-timestep latency of simulate (blocks) and of the streaming step, against the ANN
-    x1 = xd[:1]
-    ann1 = {"ann_onnxruntime_b1_ms": lambda: session.run(None, {feed: xn[:1]}),
-            "ann_torch_b1_ms": lambda: net.analog(x1)}
-    b1: dict[str, float] = {}
-    net.set_precision("float32")
-    for _ in range(max(args.rounds, B1_ROUNDS)):
-        for name, fn in ann1.items():  # 64 calls in a row, like the 64 steps below: the same exposure to load
-            best_of(b1, name, timed(lambda fn=fn: [fn() for _ in range(64)]) / 64 * 1e3)
-        best_of(b1, "snn_simulate_b1_ms_per_step", timed(lambda: net.simulate(x1, 64)) / 64 * 1e3)
-        if "bfloat16" in precisions:
-            net.set_precision("bfloat16")
-            best_of(b1, "snn_simulate_b1_bf16_ms_per_step", timed(lambda: net.simulate(x1, 64)) / 64 * 1e3)
-            net.set_precision("float32")
-
-        def stream():
-            net.reset()
-            for _ in range(64):
-                net.step(x1)
-        best_of(b1, "snn_step_b1_ms_per_step", timed(stream) / 64 * 1e3)
-        if "bfloat16" in precisions:
-            net.set_precision("bfloat16")
-            best_of(b1, "snn_step_b1_bf16_ms_per_step", timed(stream) / 64 * 1e3)
-            net.set_precision("float32")
-
+    batch1 = batch1_latency(args, net, lambda: session.run(None, {feed: xn[:1]}), xd[:1], precisions)
     times[f"ann_onnxruntime_x{t_max}_s"] /= t_max  # per pass
     ann = min(times["ann_onnxruntime_s"], times["ann_torch_s"])
     result = {
@@ -302,13 +326,7 @@ def main(argv=None) -> dict:
         result["speedup_vs_best_peer_float32"] = round(peer_times[fastest] / times[f"snn_float32_T{t_peer}_s"], 2)
     else:
         result["speedup_vs_best_peer"] = None
-    result["batch1"] = {k: round(v, 3) for k, v in b1.items()}
-    ann_b1 = min(b1["ann_onnxruntime_b1_ms"], b1["ann_torch_b1_ms"])
-    result["batch1_step_over_ann"] = round(b1["snn_step_b1_ms_per_step"] / ann_b1, 2)
-    result["batch1_simulate_over_ann"] = round(b1["snn_simulate_b1_ms_per_step"] / ann_b1, 2)
-    if "snn_simulate_b1_bf16_ms_per_step" in b1:
-        result["batch1_simulate_bf16_over_ann"] = round(b1["snn_simulate_b1_bf16_ms_per_step"] / ann_b1, 2)
-        result["batch1_step_bf16_over_ann"] = round(b1["snn_step_b1_bf16_ms_per_step"] / ann_b1, 2)
+    result.update(batch1)
     if not args.no_memory and device.type == "cpu":
         rss32, rss256 = peak_rss(args, snn_path, 32), peak_rss(args, snn_path, 256)
         result.update(peak_rss_T32_mib=round(rss32, 1), peak_rss_T256_mib=round(rss256, 1),

@@ -211,3 +211,26 @@ def test_spike_counts_are_exact_for_reduced_precision_outputs():
     expected = float(fired.sum())
     assert layer.spike_events(fired * 0.75) == expected
     assert layer.spike_events((fired * 0.75).to(torch.bfloat16)) == expected
+
+
+def test_prepacked_bfloat16_convolutions_give_torch_s_bits():
+    """A bfloat16 convolution of one image runs with its weight prepacked for oneDNN where torch
+    itself picks oneDNN: the same primitive, so exactly F.conv2d's output and layout; an in-place
+    change of the weight is seen, and the op can still be deep-copied."""
+    net = network("resnet18")
+    index = next(i for i in net.dynamic_nodes if type(net.layers[i]).__name__ == "Conv")
+    conv, names = net.layers[index], net.node_inputs[index]
+    constants = net.constant_env()
+    weight = constants[names[1]].to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    bias = constants[names[2]].to(torch.bfloat16) if len(names) > 2 and names[2] else None
+    x = torch.rand(1, weight.shape[1] * conv.group, 16, 16).bfloat16().contiguous(memory_format=torch.channels_last)
+    for _ in range(2):
+        got = conv.forward(x, weight, bias)
+        expected = torch.nn.functional.conv2d(x, weight, bias, conv.strides, conv._pads[1], conv.dilations, conv.group)
+        assert torch.equal(got, expected) and got.stride() == expected.stride()
+        with torch.no_grad():
+            weight.mul_(2)
+    twin = copy.deepcopy(conv)  # an opaque oneDNN tensor cannot be copied: the copy prepacks anew
+    assert torch.equal(twin.forward(x, weight, bias), conv.forward(x, weight, bias))
+    if conv._packed[3] is None:
+        pytest.skip("torch does not run this bfloat16 convolution in oneDNN here: nothing was prepacked")

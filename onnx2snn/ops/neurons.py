@@ -63,17 +63,21 @@ def neuron_scan(current: torch.Tensor, v: torch.Tensor, threshold: torch.Tensor,
     ``v`` (and ``count``, needed for signed spikes) are updated in place and returned. ``out``
     (``[T, ...]``, any dtype) receives each step's signed spike count k; without it a new tensor
     of the current's dtype is returned. ``weighted`` writes ``k * threshold`` instead (the IF node's
-    output), which saves a pass; exact when ``out`` is float32 or wider.
+    output), which saves a pass; exact when ``out`` is float32 or wider. ``current`` and ``out`` may
+    also be lists of T tensors (a streaming step passes ``[x]``: at batch 1 the views that add and
+    drop a time axis cost as much as a neuron's arithmetic).
     """
     extended = signed or burst > 1
     if extended and reset != "subtract":
         raise ValueError("signed and burst spikes need reset 'subtract'")
     if signed and count is None:
         count = torch.zeros_like(v)
+    steps = len(current)
     if out is None:
-        shape = torch.broadcast_shapes(current.shape[1:], v.shape)
-        like = v if v.shape == shape else torch.empty(shape, device=current.device)
-        out = stacked_like(like, current.shape[0], current.dtype)
+        first = current[0]
+        shape = torch.broadcast_shapes(first.shape, v.shape)
+        like = v if v.shape == shape else torch.empty(shape, device=first.device)
+        out = stacked_like(like, steps, first.dtype)
     if not extended:
         # Three or four in-place passes per step and no allocation (large temporaries cost page
         # faults). k is written straight into out[t] when out matches v (float 0/1 spikes: the
@@ -82,10 +86,11 @@ def neuron_scan(current: torch.Tensor, v: torch.Tensor, threshold: torch.Tensor,
         # v - threshold (soft) or 0 (hard) where the neuron fired, v elsewhere. A reduced-precision
         # current is added to the float32 potential as it is: one mixed-dtype pass is cheaper than
         # a float32 copy of the block plus a pass (0.52 against 0.71 ms on 1.6 M values here).
-        direct = out.dtype == v.dtype and out.shape[1:] == v.shape
+        first_out = out[0]
+        direct = first_out.dtype == v.dtype and first_out.shape == v.shape
         buffer = None if direct else torch.empty_like(v)
         scalar = not torch.is_tensor(threshold)
-        for t in range(current.shape[0]):
+        for t in range(steps):
             v.add_(current[t])
             if bias is not None:
                 v.add_(bias)
@@ -104,7 +109,7 @@ def neuron_scan(current: torch.Tensor, v: torch.Tensor, threshold: torch.Tensor,
             if not direct:
                 out[t].copy_(k)
         return out, v, count
-    for t in range(current.shape[0]):
+    for t in range(steps):
         v.add_(current[t])
         if bias is not None:
             v.add_(bias)
@@ -114,7 +119,7 @@ def neuron_scan(current: torch.Tensor, v: torch.Tensor, threshold: torch.Tensor,
             k = torch.where(v < 0, -undo, k)
             count.add_(k)
         v.sub_(k * threshold)
-        out[t] = k * threshold if weighted else k
+        out[t].copy_(k * threshold if weighted else k)
     return out, v, count
 
 
@@ -199,9 +204,18 @@ class IF(StatefulOp):
         # counted in float32 and summed in float64: a bfloat16 sum keeps 8 significant bits
         return float((out.float().abs() / channel_view(self.threshold, out.ndim)).round().sum(dtype=torch.float64))
 
-    def step(self, v, x):
-        spikes, v = self.scan(v, x.unsqueeze(0))
-        return spikes[0], v
+    def step(self, v, x, *, out_dtype: torch.dtype | None = None):
+        """One timestep: ``(output, state)``, a one-step ``scan`` with no time axis to add and drop.
+        A streaming step at batch 1 makes this call for every neuron, so the common case (binary
+        spikes, a potential already there, a float output) goes straight to ``neuron_scan``."""
+        dtype = out_dtype or x.dtype
+        if v is None or self.signed or self.burst > 1 or not dtype.is_floating_point:
+            spikes, v = self.scan(v, [x], out_dtype=out_dtype)
+            return spikes[0], v
+        threshold, bias = self._channel_views(x.ndim)
+        out = torch.empty_like(v, dtype=dtype)
+        neuron_scan((x,), v, threshold, reset=self.reset, bias=bias, out=(out,), weighted=True)
+        return out, v
 
     def _channel_views(self, ndim: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Threshold and bias broadcast over ``[N, C, ...]`` (cached: a scan of one step at batch 1
@@ -217,22 +231,27 @@ class IF(StatefulOp):
         """``T`` steps at once on ``currents[T, N, ...]``: ``(outputs[T, N, ...], state)``; the state
         (``v``, or ``(v, count)`` for signed/burst neurons) is updated in place. The potential is
         float32 even for bfloat16/float16 currents; ``out_dtype`` (default: the currents') is the
-        dtype of the outputs, which are exact in any float type up to the rounding of the threshold."""
-        ndim = currents.ndim - 1
+        dtype of the outputs, which are exact in any float type up to the rounding of the threshold.
+        ``currents`` may also be a list of T ``[N, ...]`` tensors; the outputs are then a list too."""
+        first = currents[0]
+        ndim = first.ndim
         threshold, bias = self._channel_views(ndim)
+        extended = self.extended
         if state is None:
-            x = currents[0]
-            v = torch.zeros_like(x, dtype=torch.promote_types(x.dtype, torch.float32)) + channel_view(
+            v = torch.zeros_like(first, dtype=torch.promote_types(first.dtype, torch.float32)) + channel_view(
                 self.v_init, ndim)
-            state = (v, torch.zeros_like(v)) if self.extended else v
-        v, count = state if self.extended else (state, None)
+            state = (v, torch.zeros_like(v)) if extended else v
+        v, count = state if extended else (state, None)
         # A reduced-precision block is scanned as it is (the float32 potential adds it) and each
         # step's output written straight in the wanted dtype: no converted copies of the block.
-        dtype = out_dtype or currents.dtype
-        out = stacked_like(v, currents.shape[0], dtype if dtype.is_floating_point else v.dtype)
+        dtype = out_dtype or first.dtype
+        written = dtype if dtype.is_floating_point else v.dtype
+        stacked = isinstance(currents, torch.Tensor)
+        steps = len(currents)
+        out = stacked_like(v, steps, written) if stacked else [torch.empty_like(v, dtype=written) for _ in currents]
         spikes, v, count = neuron_scan(currents, v, threshold,
                                        reset=self.reset, bias=bias, signed=self.signed, burst=self.burst, count=count,
                                        out=out, weighted=True)
-        if dtype != spikes.dtype:
-            spikes = stacked_like(v, currents.shape[0], dtype).copy_(spikes)
-        return spikes, ((v, count) if self.extended else v)
+        if written != dtype:
+            spikes = stacked_like(v, steps, dtype).copy_(spikes) if stacked else [k.to(dtype) for k in spikes]
+        return spikes, ((v, count) if extended else v)

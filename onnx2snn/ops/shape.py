@@ -78,17 +78,30 @@ class Slice(Op):
         self.steps = as_int_list(steps) if steps is not None else [1] * len(self.starts)
         if 0 in self.steps:
             raise node.fail("a slice step of 0 is invalid")
+        self._plan_for: torch.Size | None = None  # the input shape that self._plan was resolved for
+        self._plan: tuple = ((), [])
+
+    def _resolve(self, shape: torch.Size) -> tuple[tuple, list[tuple[int, int, int, int]]]:
+        """One basic index for the positive steps, (axis, start, end, step) for the negative ones
+        (ONNX axes are distinct, so slicing one axis leaves the others' lengths as they are)."""
+        index: list = [slice(None)] * len(shape)
+        reversed_axes = []
+        for start, end, axis, step in zip(self.starts, self.ends, self.axes, self.steps):
+            axis = axis + len(shape) if axis < 0 else axis
+            start, end, step = slice(start, end, step).indices(shape[axis])
+            if step > 0:
+                index[axis] = slice(start, end, step)
+            else:
+                reversed_axes.append((axis, start, end, step))
+        return tuple(index), reversed_axes
 
     def forward(self, x, *unused):
-        for start, end, axis, step in zip(self.starts, self.ends, self.axes, self.steps):
-            axis = axis + x.ndim if axis < 0 else axis
-            start, end, step = slice(start, end, step).indices(x.shape[axis])
-            if step > 0:
-                index = [slice(None)] * axis + [slice(start, end, step)]
-                x = x[tuple(index)]
-            else:
-                positions = torch.arange(start, end, step, device=x.device)
-                x = x.index_select(axis, positions)
+        if x.shape != self._plan_for:  # resolved once per input shape (a streaming step pays no arithmetic)
+            self._plan_for, self._plan = x.shape, self._resolve(x.shape)
+        index, reversed_axes = self._plan
+        x = x[index]
+        for axis, start, end, step in reversed_axes:
+            x = x.index_select(axis, torch.arange(start, end, step, device=x.device))
         return x
 
 
@@ -113,20 +126,28 @@ class Pad(Op):
         if mode not in self._MODES:
             raise node.fail(f"pad mode {mode!r} is not supported")
         self.mode = self._MODES[mode]
+        self._pads_for: int | None = None  # the input rank that self._torch_pads was resolved for
+        self._torch_pads: list[int] = []
 
     def forward(self, x, *unused):
-        axes = self.axes if self.axes is not None else list(range(x.ndim))
-        axes = [a + x.ndim if a < 0 else a for a in axes]
+        if x.ndim != self._pads_for:
+            self._pads_for, self._torch_pads = x.ndim, self._resolve(x.ndim)
+        if self.mode == "constant":
+            return F.pad(x, self._torch_pads, value=self.value)
+        return F.pad(x, self._torch_pads, mode=self.mode)
+
+    def _resolve(self, ndim: int) -> list[int]:
+        """ONNX pads (begins of every axis, then ends) as F.pad's list, last axis first."""
+        axes = self.axes if self.axes is not None else list(range(ndim))
+        axes = [a + ndim if a < 0 else a for a in axes]
         count = len(axes)
         begins, ends = dict(zip(axes, self.pads[:count])), dict(zip(axes, self.pads[count:]))
         torch_pads: list[int] = []
-        for axis in reversed(range(x.ndim)):
+        for axis in reversed(range(ndim)):
             torch_pads += [begins.get(axis, 0), ends.get(axis, 0)]
         while len(torch_pads) > 2 and torch_pads[-2:] == [0, 0]:
             torch_pads = torch_pads[:-2]
-        if self.mode == "constant":
-            return F.pad(x, torch_pads, value=self.value)
-        return F.pad(x, torch_pads, mode=self.mode)
+        return torch_pads
 
 
 def _axes(node: NodeInfo) -> list[int] | None:

@@ -148,6 +148,7 @@ class Run:
             net, plan, program = self.net, self.net.plan, []
             for position, index in enumerate(net.dynamic_nodes):
                 layer = net.layers[index]
+                scan = layer.stateful and hasattr(layer, "scan") and len(plan.args[position]) == 1
                 args: list = []
                 for number, name in enumerate(plan.args[position]):
                     if not name:
@@ -156,14 +157,13 @@ class Run:
                         args.append(name)  # a str marks a tensor of the block, looked up per block
                     elif layer.stateful and number == 0:  # a constant current: the same at every step
                         value = self.env_static[name]
-                        args.append(value.unsqueeze(0).expand(steps, *value.shape))
+                        args.append(value if scan and steps == 1 else value.unsqueeze(0).expand(steps, *value.shape))
                     elif name in constants:
                         args.append(constants[name])
                     elif name in plan.batch_static and not layer.stateful:
                         args.append(self._static(name, steps))
                     else:
                         args.append(self.env_static[name])
-                scan = layer.stateful and hasattr(layer, "scan") and len(args) == 1
                 program.append(_Call(index, layer, layer.forward, args, net.node_outputs[index],
                                      plan.free_after[position], layer.stateful, scan,
                                      layer.stateful and layer.neuron))
@@ -202,21 +202,24 @@ class Run:
 
     def _stateful(self, call: _Call, args: list, steps: int) -> torch.Tensor:
         """A neuron (one scan over the block) or another stateful op (stepped)."""
-        currents = args[0]
-        if call.args[0].__class__ is str:  # a tensor of the block, [steps * N, ...]
-            currents = currents.unsqueeze(0) if steps == 1 else currents.view(steps, self.batch, *currents.shape[1:])
         index, layer, precision = call.index, call.layer, self.net.precision
-        if call.scan:
-            out, self.states[index] = layer.scan(self.states.get(index), currents, out_dtype=precision)
+        if call.scan and steps == 1:  # a streaming step: no time axis to add and drop
+            out, self.states[index] = layer.step(self.states.get(index), args[0], out_dtype=precision)
         else:
-            steps_out = []
-            if currents.is_floating_point():
-                currents = currents.to(precision)
-            for t in range(steps):
-                y, self.states[index] = layer.step(self.states.get(index), currents[t], *args[1:])
-                steps_out.append(y)
-            out = torch.stack(steps_out)
-        out = out[0] if steps == 1 else out.flatten(0, 1)
+            currents = args[0]
+            if call.args[0].__class__ is str:  # a tensor of the block, [steps * N, ...]
+                currents = currents.view(steps, self.batch, *currents.shape[1:])
+            if call.scan:
+                out, self.states[index] = layer.scan(self.states.get(index), currents, out_dtype=precision)
+            else:
+                steps_out = []
+                if currents.is_floating_point():
+                    currents = currents.to(precision)
+                for t in range(steps):
+                    y, self.states[index] = layer.step(self.states.get(index), currents[t], *args[1:])
+                    steps_out.append(y)
+                out = torch.stack(steps_out)
+            out = out[0] if steps == 1 else out.flatten(0, 1)
         if self.count_spikes and call.neuron:
             self.counts[index] += layer.spike_events(out)
             self.sizes[index] = out[0].numel()

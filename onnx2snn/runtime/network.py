@@ -196,7 +196,7 @@ class SpikingNetwork(nn.Module):
         with torch.no_grad():
             for name, value in values.items():
                 constants[name].copy_(value)
-        self._cast_cache = {}
+        self._drop_weight_copies()
 
     def static_env(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         env = self.constant_env()
@@ -226,12 +226,20 @@ class SpikingNetwork(nn.Module):
         if dtype not in (torch.float32, torch.bfloat16, torch.float16):
             raise ValueError(f"precision must be float32, bfloat16 or float16, not {dtype}")
         self.precision = dtype
-        self._cast_cache = {}
+        self._drop_weight_copies()
         return self
+
+    def _drop_weight_copies(self) -> None:
+        """Forget the weights cached in another precision or layout: the dynamic part's cast
+        constants (``blocks.cast_constants``) and the convolutions' prepacked oneDNN weights."""
+        self._cast_cache = {}
+        for layer in self.layers:
+            if isinstance(layer, ops.synaptic.Conv):
+                layer.drop_prepacked()
 
     def _apply(self, fn, recurse=True):
         result = super()._apply(fn, recurse)
-        self._cast_cache = {}  # cached weight copies follow the module's device and dtype
+        self._drop_weight_copies()  # cached weight copies follow the module's device and dtype
         if self._stream is not None:
             self._stream = self._stream.apply(fn)
         return result
