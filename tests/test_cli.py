@@ -51,6 +51,14 @@ def test_convert_then_evaluate(tmp_path, small_cnn_file, tiny_images):
     assert 0 <= report["ann_accuracy"] <= 1
     assert set(report["snn_accuracy"]) == {"4", "8"}
     assert not (tmp_path / "eval.json.partial").exists()
+    assert "precision" not in report  # float32, the default
+
+    bf16 = tmp_path / "eval_bf16.json"
+    result = cli("evaluate", snn, "--data", tiny_images, "-T", "4,8", "--limit", 15, "--precision", "bfloat16",
+                 "--json", bf16)
+    assert result.returncode == 0, result.stderr
+    reduced = json.loads(bf16.read_text())
+    assert reduced["precision"] == "bfloat16" and set(reduced["snn_accuracy"]) == {"4", "8"}
 
 
 def test_inspect_reports_convertibility(small_cnn_file):
