@@ -28,8 +28,7 @@ TUNED = ("Conv", "Gemm")
 @pytest.fixture(autouse=True)
 def few_iterations(monkeypatch):
     """Fewer optimizer steps than the default: these networks are tiny, and the tests must stay fast."""
-    monkeypatch.setattr(convert_module, "WeightSettings",
-                        functools.partial(WeightSettings, iterations=60, network_iterations=20, check_every=10))
+    monkeypatch.setattr(convert_module, "WeightSettings", functools.partial(WeightSettings, iterations=60))
 
 
 def two_layer_model(rng: np.random.Generator) -> onnx.ModelProto:
@@ -176,39 +175,3 @@ def test_refused_under_torchrun(rng):
     with pytest.raises(ConfigError, match="without torchrun"):
         convert_module._convert(model, images(4, 8, 8), options, method, {}, checked=False,
                                 world=World(rank=0, size=2))
-
-
-def settings_with(monkeypatch, **changes):
-    monkeypatch.setattr(convert_module, "WeightSettings",
-                        functools.partial(WeightSettings, iterations=60, **{"check_every": 10, **changes}))
-
-
-def test_the_network_stage_lowers_the_held_out_divergence(rng, monkeypatch):
-    """All weights against the ANN's output with the exact spikes forward: on a held-out quarter of the
-    images the SNN's readout must move closer to the ANN's than the layer-wise stage left it."""
-    from onnx2snn.converter.methods import network_fit
-
-    model, x = small_cnn(rng), images(6, 128, 8)
-    for init in model.graph.initializer:  # confident logits, as a trained classifier gives
-        if init.name == "wf":
-            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * 4, "wf"))
-    settings_with(monkeypatch, network_iterations=0)
-    layer_wise = convert(model, x, True).model
-    settings_with(monkeypatch, network_iterations=30)
-    network_wise = convert(model, x, True).model
-    held = x[96:]
-    teacher = torch.from_numpy(run_onnxruntime(model, held.numpy()))
-    scores = [network_fit.held_out_divergence(SpikingNetwork(m), held, teacher, 8, 32)
-              for m in (layer_wise, network_wise)]
-    assert scores[1] < scores[0], scores
-
-
-def test_the_network_stage_keeps_the_start_when_it_finds_nothing_better(rng, monkeypatch):
-    """A step far too large only makes the held-out divergence worse: the file keeps the layer-wise weights."""
-    model, x = small_cnn(rng), images(7, 96, 8)
-    settings_with(monkeypatch, network_iterations=0)
-    layer_wise = initializers(convert(model, x, True).model)
-    settings_with(monkeypatch, network_iterations=10, network_learning_rate=1e4)
-    wrecked = initializers(convert(model, x, True).model)
-    assert set(layer_wise) == set(wrecked)
-    assert all(np.array_equal(layer_wise[name], wrecked[name]) for name in layer_wise)

@@ -11,10 +11,9 @@ import contextvars
 
 
 class Progress:
-    """Receives ``start``, then ``advance`` after every layer (or step of a stage that counts steps);
-    the base class ignores both."""
+    """Receives ``start`` once, then ``advance`` after every layer; the base class ignores both."""
 
-    def start(self, total: int, description: str, unit: str = "layer") -> None:
+    def start(self, total: int, description: str) -> None:
         pass
 
     def advance(self, layer: str) -> None:
@@ -30,11 +29,11 @@ class BarProgress(Progress):
     def __init__(self):
         self.bar = None
 
-    def start(self, total: int, description: str, unit: str = "layer") -> None:
+    def start(self, total: int, description: str) -> None:
         from tqdm import tqdm
 
         self.close()
-        self.bar = tqdm(total=total, desc=description, unit=unit, dynamic_ncols=True, leave=True)
+        self.bar = tqdm(total=total, desc=description, unit="layer", dynamic_ncols=True, leave=True)
 
     def advance(self, layer: str) -> None:
         if self.bar is not None:

@@ -12,8 +12,6 @@ ANN's ceiling.
 """
 from __future__ import annotations
 
-import logging
-
 import numpy as np
 import torch
 
@@ -21,13 +19,10 @@ from ..dialect import NeuronParameters
 from ..runtime.distributed import SINGLE, World
 from ..runtime.network import SpikingNetwork
 from .methods.activation import activation_thresholds
-from .methods.calibrate import calibrate, split_calibration
-from .methods.network_fit import ann_outputs, fit_network
+from .methods.calibrate import calibrate
 from .methods.spec import ThresholdMethod
 from .methods.spikenorm import spikenorm_thresholds
 from .methods.weights import WeightSettings
-
-log = logging.getLogger(__name__)
 
 
 def compute_thresholds(network: SpikingNetwork, images: torch.Tensor, method: ThresholdMethod,
@@ -37,24 +32,9 @@ def compute_thresholds(network: SpikingNetwork, images: torch.Tensor, method: Th
     Under torchrun (``world``), every process passes all the images, works on its share of the batches,
     and gets the same parameters (runtime/distributed.py).
 
-    With ``weights``, each layer's Conv/Gemm weights are calibrated too (``methods/weights.py``), then
-    all of them at once against the ANN's output (``methods/network_fit.py``): they end up in
-    ``network``'s constants, which the converter writes into the file. Weight calibration runs in one
-    process only (the converter refuses it under torchrun)."""
-    if weights is not None and weights.network_iterations:
-        teacher = ann_outputs(network, images, batch_size)  # before any weight moves
-    parameters = _neuron_parameters(network, images, method, timesteps, batch_size, seed, world, weights)
-    if weights is not None and weights.network_iterations:
-        (fit_images, held_images), (fit_teacher, held_teacher) = (split_calibration(images, True),
-                                                                  split_calibration(teacher, True))
-        log.info("%s", fit_network(network, fit_images, fit_teacher, held_images, held_teacher, timesteps, weights,
-                                   batch_size))
-    return parameters
-
-
-def _neuron_parameters(network: SpikingNetwork, images: torch.Tensor, method: ThresholdMethod, timesteps: int,
-                       batch_size: int, seed: int, world: World,
-                       weights: WeightSettings | None) -> dict[str, NeuronParameters]:
+    With ``weights``, each layer's Conv/Gemm weights are calibrated too (``methods/weights.py``): they
+    end up in ``network``'s constants, which the converter writes into the file. Weight calibration
+    runs in one process only (the converter refuses it under torchrun)."""
     if method.kind == "spikenorm":
         thresholds = spikenorm_thresholds(network, images, timesteps, batch_size, world)
     elif method.kind in ("max", "percentile") and method == ThresholdMethod(method.kind, method.percentile):

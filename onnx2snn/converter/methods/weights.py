@@ -47,10 +47,6 @@ class WeightSettings:
     batch_images: int = 32
     seed: int = 0
     accept: str = "held_out"  # keep fitted weights: "held_out" (only if the held-out error fell) | "always"
-    # the network stage (network_fit.py): all weights at once against the ANN's output, exact spikes forward
-    network_iterations: int = 200
-    network_learning_rate: float = 1e-3  # relative to each tensor's root mean square, as above
-    check_every: int = 50  # held-out check of the network stage; the best weights seen are kept
 
 
 @dataclasses.dataclass
@@ -131,17 +127,6 @@ def _floor_ste(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.floor(x) - x).detach()
 
 
-def rate_stand_in(current: torch.Tensor, t: int, theta: torch.Tensor, v_init: torch.Tensor,
-                  bias: torch.Tensor | None, burst: int = 1) -> torch.Tensor:
-    """A soft-reset IF neuron's output rate over t steps for a constant input ``current`` (per-channel
-    ``theta``, ``v_init``, ``bias``), with a straight-through gradient for the floor."""
-    ndim = current.ndim
-    theta = channel_view(theta, ndim)
-    bias = channel_view(bias, ndim) if bias is not None else 0
-    count = torch.clamp(_floor_ste((t * (current + bias) + channel_view(v_init, ndim)) / theta), 0, burst * t)
-    return count * theta / t
-
-
 class SegmentFit:
     """The data and the loss of one segment: rates of its inputs per readout, the ANN target."""
 
@@ -180,7 +165,12 @@ class SegmentFit:
         current = env[self.segment.target]
         if self.layer is None:
             return current
-        return rate_stand_in(current, t, self.theta, self.v_init, self.bias, self.layer.burst)
+        ndim = current.ndim
+        theta = channel_view(self.theta, ndim)
+        bias = channel_view(self.bias, ndim) if self.bias is not None else 0
+        charge = t * (current + bias) + channel_view(self.v_init, ndim)
+        count = torch.clamp(_floor_ste(charge / theta), 0, self.layer.burst * t)
+        return count * theta / t
 
     def loss(self, chunk: int, images: slice, weights: dict[str, torch.Tensor]) -> torch.Tensor:
         """Squared rate error summed over readouts, each weighted by (t / T)^2 as in the threshold choice."""
