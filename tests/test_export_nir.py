@@ -18,7 +18,7 @@ from onnx2snn.runtime.network import SpikingNetwork
 
 import torch_models
 
-nir = pytest.importorskip("nir")
+nir = pytest.importorskip("nir", minversion="1.0.5")  # node metadata (the export refuses older ones)
 
 T = 16
 

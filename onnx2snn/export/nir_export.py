@@ -35,7 +35,13 @@ def require_nir():
         import nir
     except ImportError:
         raise ConfigError("NIR export/import needs the 'nir' package: pip install 'onnx2snn[nir]' "
-                          "(or pip install 'nir>=1.0')") from None
+                          "(or pip install 'nir>=1.0.5')") from None
+    # our exact semantics ride in each node's metadata, which nir.Conv2d has from 1.0.5 on (sinabs
+    # 3.1.3 pins nir<=1.0.4, so the bench extra's environment has the older one)
+    if "metadata" not in getattr(nir.Conv2d, "__dataclass_fields__", {}):
+        version = getattr(nir, "__version__", "older than 1.0.5")
+        raise ConfigError(f"NIR export/import needs nir >= 1.0.5 (installed: {version}): pip install 'nir>=1.0.5', "
+                          "in an environment without sinabs 3.1.3, which pins nir<=1.0.4")
     return nir
 
 
