@@ -175,3 +175,23 @@ def test_refused_under_torchrun(rng):
     with pytest.raises(ConfigError, match="without torchrun"):
         convert_module._convert(model, images(4, 8, 8), options, method, {}, checked=False,
                                 world=World(rank=0, size=2))
+
+
+def test_a_spiking_max_pool_between_layers(rng):
+    """A max-pool gate stores float trains (not packed bits): reading its rates must not write into them."""
+    init = {"w1": rng.normal(0, 0.5, (6, 3, 3, 3)).astype(np.float32), "b1": rng.normal(0, 0.2, 6).astype(np.float32),
+            "w2": rng.normal(0, 0.3, (6, 6, 3, 3)).astype(np.float32), "b2": rng.normal(0, 0.2, 6).astype(np.float32),
+            "wf": rng.normal(0, 0.5, (10, 6)).astype(np.float32), "bf": rng.normal(0, 0.1, 10).astype(np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2], name="pool1"),
+             helper.make_node("Conv", ["p1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], name="conv2"),
+             helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+             helper.make_node("GlobalAveragePool", ["r2"], ["g2"], name="gap"),
+             helper.make_node("Flatten", ["g2"], ["f"], name="flatten"),
+             helper.make_node("Gemm", ["f", "wf", "bf"], ["y"], transB=1, name="fc")]
+    model = make_model(nodes, [tensor("x", ["N", 3, 8, 8])], [tensor("y", ["N", 10])], init)
+    x = images(8, 96, 8)
+    plain, fitted = convert(model, x, False), convert(model, x, True)
+    assert any(n.op_type == "MaxPool" and n.domain == "onnx2snn" for n in fitted.model.graph.node)
+    assert output_error(fitted, model, x, 8) < output_error(plain, model, x, 8)

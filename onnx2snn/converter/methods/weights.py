@@ -114,7 +114,8 @@ def prefix_rates(run: LayerwiseRun, source: int, chunk: int, steps: tuple[int, .
         else:
             piece = stored[done:done + span]
         for step in piece:
-            total = step.float() if total is None else total.add_(step.float())
+            # a copy: a float32 train (a spiking max-pool's output) would otherwise be summed into in place
+            total = step.to(torch.float32, copy=True) if total is None else total.add_(step.float())
             done += 1
             if done in steps:
                 rates[done] = total / done
