@@ -9,8 +9,9 @@ machine is shared and noisy).
 - ANN time: the faster of onnxruntime and torch with BatchNorm folded (the SNN's own graph with
   every neuron as its ReLU: ``SpikingNetwork.analog``), float32. ``ann_torch_bf16_s`` is the same
   torch ANN in bfloat16, for the precision-matched ratio.
-- SNN time at T=32 and T=64 in float32 and in bfloat16 (synaptic ops only; spikes are exact);
-  ``ratio_T64`` uses the faster of the two precisions that --precision allows.
+- SNN time at T=32 and T=64 in float32 and in bfloat16 (synaptic ops only; spikes are exact), each
+  also with the neurons fused (``+fused``: ``SpikingNetwork.fuse_neurons``, a torch.compile kernel,
+  the same results); ``ratio_T64`` uses the fastest of the variants that --precision allows.
 - Peers (only when installed through the ``bench`` extra): SpikingJelly ann2snn (single- and
   multi-step) and Sinabs ``from_model``, on a torch ResNet-20 built from the same ONNX weights.
 - Peak RSS at T=32 and T=256 (streaming: blocks of timesteps), each in its own process.
@@ -53,7 +54,8 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--timesteps", default="32,64")
-    p.add_argument("--precision", default="float32,bfloat16")
+    p.add_argument("--precision", default="float32,bfloat16,float32+fused,bfloat16+fused",
+                   help="SNN variants to time: a dtype, '+fused' for SpikingNetwork.fuse_neurons (torch.compile)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-peers", action="store_true")
     p.add_argument("--no-memory", action="store_true")
@@ -213,6 +215,8 @@ def main(argv=None) -> dict:
     if lowest and lowest["T"] and lowest["T"] not in timesteps:
         timesteps = sorted(timesteps + [lowest["T"]])
     precisions = [p for p in args.precision.split(",") if p]
+    if args.batch1_only:  # batch 1 runs unfused
+        precisions = [p for p in precisions if "+" not in p]
     device = torch.device(args.device)
     x = load_batch(args, args.batch)
     xd = fast_layout(x.to(device))
@@ -250,9 +254,12 @@ def main(argv=None) -> dict:
         "ann_torch_bf16_s": lambda: ann_bf16.analog(xd.to(torch.bfloat16)),
     }
 
+    def use(variant: str) -> None:  # "bfloat16" or "bfloat16+fused"
+        net.set_precision(variant.split("+")[0]).fuse_neurons(variant.endswith("+fused"))
+
     def snn_run(precision, t):
         def run():
-            net.set_precision(precision)
+            use(precision)
             return net.simulate(xd, t)
         return run
     for precision in precisions:
@@ -280,8 +287,8 @@ def main(argv=None) -> dict:
     for name, fn in runs.items():  # warm-up: first-call allocations and oneDNN kernel selection
         if not name.startswith("snn_"):
             fn()
-    for precision in precisions:
-        net.set_precision(precision)
+    for precision in precisions:  # warm-up; the fused variants compile their kernel here
+        use(precision)
         net.simulate(xd, 4)
     times: dict[str, float] = {}
     for round_index in range(args.rounds):
@@ -290,7 +297,9 @@ def main(argv=None) -> dict:
         print(f"round {round_index + 1}/{args.rounds}: " + ", ".join(f"{k}={v:.3f}" for k, v in times.items()),
               flush=True)
 
-    batch1 = batch1_latency(args, net, lambda: session.run(None, {feed: xn[:1]}), xd[:1], precisions)
+    net.fuse_neurons(False)  # batch 1: the fused kernel does not pay on one image's small tensors
+    batch1 = batch1_latency(args, net, lambda: session.run(None, {feed: xn[:1]}), xd[:1],
+                            [p for p in precisions if "+" not in p])
     times[f"ann_onnxruntime_x{t_max}_s"] /= t_max  # per pass
     ann = min(times["ann_onnxruntime_s"], times["ann_torch_s"])
     result = {

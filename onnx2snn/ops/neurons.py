@@ -8,6 +8,8 @@ layer's weights).
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -44,8 +46,8 @@ def signed_burst_step(x: torch.Tensor, v: torch.Tensor, count: torch.Tensor, thr
 
 def neuron_scan(current: torch.Tensor, v: torch.Tensor, threshold: torch.Tensor, *, reset: str = "subtract",
                 bias: torch.Tensor | None = None, signed: bool = False, burst: int = 1,
-                count: torch.Tensor | None = None, out: torch.Tensor | None = None, weighted: bool = False
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+                count: torch.Tensor | None = None, out: torch.Tensor | None = None, weighted: bool = False,
+                fused: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """``T`` timesteps of the IF neuron on the currents ``current[T, ...]``: the one implementation
     of the neuron dynamics that the runtime, the calibration methods and SpikeNorm all call.
 
@@ -66,10 +68,17 @@ def neuron_scan(current: torch.Tensor, v: torch.Tensor, threshold: torch.Tensor,
     output), which saves a pass; exact when ``out`` is float32 or wider. ``current`` and ``out`` may
     also be lists of T tensors (a streaming step passes ``[x]``: at batch 1 the views that add and
     drop a time axis cost as much as a neuron's arithmetic).
+
+    ``fused`` (binary neurons with a floating ``out``): each step runs as one kernel that
+    ``torch.compile`` generates (``_fused_step``) instead of four or five passes, with the same
+    bits; where compiling fails (no C++ compiler), it says so once and runs the passes below.
     """
     extended = signed or burst > 1
     if extended and reset != "subtract":
         raise ValueError("signed and burst spikes need reset 'subtract'")
+    if fused and not extended and out is not None and out[0].dtype.is_floating_point and _fused_available():
+        if _fused_scan(current, v, threshold, bias, out, reset, weighted):
+            return out, v, count
     if signed and count is None:
         count = torch.zeros_like(v)
     steps = len(current)
@@ -123,6 +132,61 @@ def neuron_scan(current: torch.Tensor, v: torch.Tensor, threshold: torch.Tensor,
     return out, v, count
 
 
+def _fused_step(v: torch.Tensor, x: torch.Tensor, threshold: torch.Tensor, bias: torch.Tensor,
+                out: torch.Tensor, soft: bool, weighted: bool) -> None:
+    """One step of the binary neuron as one expression, for torch.compile to fuse into one pass over
+    the tensors (eager, the same arithmetic is the passes of neuron_scan, whose bits it keeps: the
+    same float32 additions in the same order, and k * threshold exact for k in {0, 1}). ``bias`` is
+    always a tensor (a zero where the neuron has none: adding it changes no value), so that having a
+    bias or not does not compile another variant."""
+    v.add_(x)
+    v.add_(bias)
+    k = (v >= threshold).to(v.dtype)
+    v.sub_(k * threshold if soft else v * k)
+    out.copy_(k * threshold if weighted else k)
+
+
+_compiled: dict = {}  # "step": the compiled _fused_step, or None once compiling has failed
+
+
+def _room_for_variants():
+    """Each dtype, rank and reset compiles its own variant; torch's default of 8 per function is too few
+    for a network run in several precisions (past it, a fullgraph compile fails)."""
+    config = torch._dynamo.config
+    return config.patch(**{"recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit": 64})
+
+
+def _fused_available() -> bool:
+    return _compiled.get("step", True) is not None
+
+
+def _fused_scan(current, v, threshold, bias, out, reset: str, weighted: bool) -> bool:
+    """``neuron_scan``'s binary steps through the compiled kernel; False (nothing changed) where it
+    can't be compiled here."""
+    step = _compiled.get("step")
+    if step is None:
+        # dynamic shapes: one compilation serves every layer and batch size
+        step = _compiled["step"] = torch.compile(_fused_step, dynamic=True, fullgraph=True)
+    if not torch.is_tensor(threshold):  # a Python float would be compiled in as a constant
+        threshold = torch.tensor(float(threshold), device=v.device)
+    if bias is None:
+        bias = torch.zeros((), device=v.device)
+    soft = reset == "subtract"
+    for t in range(len(current)):
+        try:
+            with _room_for_variants():
+                step(v, current[t], threshold, bias, out[t], soft, weighted)
+        except Exception as error:  # compilation happens before the first step writes anything
+            if t:
+                raise
+            _compiled["step"] = None
+            warnings.warn(f"the fused neuron kernel could not be compiled ({type(error).__name__}: "
+                          f"{str(error).splitlines()[0][:200] if str(error) else ''}); running the neurons unfused, "
+                          "which gives the same results more slowly", RuntimeWarning, stacklevel=3)
+            return False
+    return True
+
+
 def stacked_like(like: torch.Tensor, steps: int, dtype: torch.dtype) -> torch.Tensor:
     """An empty ``[steps, *like.shape]`` tensor whose every step has ``like``'s memory format
     (channels_last stays channels_last, so the next convolution needs no layout copy)."""
@@ -165,6 +229,7 @@ class IF(StatefulOp):
         self.register_buffer("v_init", torch.zeros(1))
         self.register_buffer("bias", torch.zeros(1))
         self._views: tuple | None = None  # see _channel_views
+        self.fused = False  # run binary steps through the compiled kernel (SpikingNetwork.fuse_neurons)
         self.configure(attributes.parameters)
 
     def configure(self, parameters: NeuronParameters) -> None:
@@ -251,7 +316,7 @@ class IF(StatefulOp):
         out = stacked_like(v, steps, written) if stacked else [torch.empty_like(v, dtype=written) for _ in currents]
         spikes, v, count = neuron_scan(currents, v, threshold,
                                        reset=self.reset, bias=bias, signed=self.signed, burst=self.burst, count=count,
-                                       out=out, weighted=True)
+                                       out=out, weighted=True, fused=self.fused)
         if written != dtype:
             spikes = stacked_like(v, steps, dtype).copy_(spikes) if stacked else [k.to(dtype) for k in spikes]
         return spikes, ((v, count) if extended else v)
