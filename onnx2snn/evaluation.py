@@ -99,7 +99,7 @@ def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = 
              count_spikes: bool = False, progress: bool = False,
              max_memory: int | str | None = None, stats: bool = False,
              traces: dict[str, list[int]] | None = None, costs: dict[str, float] | None = None,
-             precision: str = "float32", layout: str | None = None) -> Evaluation:
+             precision: str = "float32", layout: str | None = None, fused: bool = False) -> Evaluation:
     """Evaluate a spiking ONNX file; one simulation to max(timesteps) per batch.
 
     ``mean``/``std`` override the input normalization the file stores. An ANN file is refused
@@ -107,7 +107,8 @@ def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = 
     such a run starts from the beginning (per-neuron counts are not checkpointed). Under
     ``torchrun`` each process evaluates one shard of the images and the counts are summed (see
     runtime/distributed.py). ``precision`` is the synaptic ops' dtype (``SpikingNetwork.set_precision``).
-    ``layout`` (``nchw`` | ``nhwc``) overrides the input layout stored in the model.
+    ``layout`` (``nchw`` | ``nhwc``) overrides the input layout stored in the model. ``fused`` runs each
+    neuron step as one compiled kernel (``SpikingNetwork.fuse_neurons``; the same results).
     """
     timesteps = timestep_list(timesteps)
     device = str(resolve_device(device))
@@ -117,7 +118,7 @@ def evaluate(snn_path: str | os.PathLike, data: str | os.PathLike, split: str = 
     if not device.startswith("cuda"):
         keep_freed_memory()  # reuse freed blocks instead of page-faulting fresh ones (process-wide)
     model = read_spiking(snn_path)
-    network = SpikingNetwork(model).to(device).eval().set_precision(precision)
+    network = SpikingNetwork(model).to(device).eval().set_precision(precision).fuse_neurons(fused)
     network.block_memory = min(network.block_memory, parse_size(max_memory) // 8)  # timesteps run at once
     # channels_last: ~15% faster convolutions on CPU for spike tensors (rank-4 weights only)
     network._apply(fast_layout)

@@ -60,6 +60,11 @@ def test_convert_then_evaluate(tmp_path, small_cnn_file, tiny_images):
     reduced = json.loads(bf16.read_text())
     assert reduced["precision"] == "bfloat16" and set(reduced["snn_accuracy"]) == {"4", "8"}
 
+    fused = tmp_path / "eval_fused.json"
+    result = cli("evaluate", snn, "--data", tiny_images, "-T", "4,8", "--limit", 15, "--fuse-neurons", "--json", fused)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(fused.read_text())["snn_accuracy"] == report["snn_accuracy"]  # the same results
+
 
 def test_inspect_reports_convertibility(small_cnn_file):
     result = cli("inspect", small_cnn_file)
