@@ -8,6 +8,8 @@ layer's weights).
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import warnings
 
 import numpy as np
@@ -156,6 +158,19 @@ def _room_for_variants():
     return config.patch(**{"recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit": 64})
 
 
+@contextlib.contextmanager
+def _quiet_compiler_search():
+    """torch's C++ build step logs a warning that it found no CUDA runtime, also on a CPU-only run
+    that never needs one; the user asked for a CPU kernel, so that line is noise."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def _fused_available() -> bool:
     return _compiled.get("step", True) is not None
 
@@ -174,7 +189,7 @@ def _fused_scan(current, v, threshold, bias, out, reset: str, weighted: bool) ->
     soft = reset == "subtract"
     for t in range(len(current)):
         try:
-            with _room_for_variants():
+            with _room_for_variants(), _quiet_compiler_search():
                 step(v, current[t], threshold, bias, out[t], soft, weighted)
         except Exception as error:  # compilation happens before the first step writes anything
             if t:
