@@ -82,8 +82,9 @@ def throughput(net, batch, t):
     return batch / best
 
 rows = []
-for precision in ("float32", "bfloat16"):
-    gpu.set_precision(precision)
+for variant in ("float32", "bfloat16", "bfloat16+fused"):  # +fused: torch.compile's neuron kernel (triton)
+    precision = variant.split("+")[0]
+    gpu.set_precision(precision).fuse_neurons(variant.endswith("+fused"))
     gpu.block_memory = 4 * 1024**3
     for batch in (100, 250, 500, 1000, 2000, 4000):
         for t in (32, 64):
@@ -91,11 +92,11 @@ for precision in ("float32", "bfloat16"):
                 ips = throughput(gpu, batch, t)
             except torch.cuda.OutOfMemoryError:
                 torch.cuda.empty_cache()
-                print(f"{precision} batch {batch}: out of memory", flush=True)
+                print(f"{variant} batch {batch}: out of memory", flush=True)
                 break
-            rows.append({"precision": precision, "batch": batch, "T": t, "images_per_s": round(ips, 1)})
+            rows.append({"precision": variant, "batch": batch, "T": t, "images_per_s": round(ips, 1)})
             print(rows[-1], flush=True)
-gpu.set_precision("float32")
+gpu.set_precision("float32").fuse_neurons(False)
 sim = gpu.simulate(x.cuda(), [32, 64])
 for t in (32, 64):
     report[f"accuracy_1000_T{t}"] = float((sim.outputs[t].argmax(1).cpu() == labels).float().mean())
