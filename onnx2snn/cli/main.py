@@ -29,6 +29,7 @@ from ..data import parse_floats
 from ..docs import ops_table
 from ..errors import ConfigError, Onnx2SnnError
 from ..export.cli import add_export, add_import
+from ..logs import logger_level
 from ..ops import registered
 from ..report import evaluation_plots
 from ..runtime.timesteps import timestep_list
@@ -61,13 +62,8 @@ def calibration_progress(args: argparse.Namespace):
     """A bar over the calibrated layers (with an ETA) on a terminal or with ``--progress``; ``-v`` adds
     a line per layer (its log record, printed above the bar); ``--quiet`` shows neither."""
     if getattr(args, "quiet", False):
-        logger = logging.getLogger("onnx2snn")
-        level = logger.level
-        logger.setLevel(logging.WARNING)
-        try:
+        with logger_level("onnx2snn", logging.WARNING):
             yield
-        finally:
-            logger.setLevel(level)
         return
     if not (getattr(args, "progress", False) or sys.stderr.isatty()):
         yield

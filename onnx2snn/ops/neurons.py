@@ -8,7 +8,6 @@ layer's weights).
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import warnings
 
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 
 from ..dialect import IF_SCHEMA, IFAttributes, NeuronParameters
+from ..logs import logger_level
 from .base import NodeInfo, StatefulOp, register
 
 
@@ -158,19 +158,6 @@ def _room_for_variants():
     return config.patch(**{"recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit": 64})
 
 
-@contextlib.contextmanager
-def _quiet_compiler_search():
-    """torch's C++ build step logs a warning that it found no CUDA runtime, also on a CPU-only run
-    that never needs one; the user asked for a CPU kernel, so that line is noise."""
-    logger = logging.getLogger("torch.utils.cpp_extension")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def _fused_available() -> bool:
     return _compiled.get("step", True) is not None
 
@@ -187,18 +174,19 @@ def _fused_scan(current, v, threshold, bias, out, reset: str, weighted: bool) ->
     if bias is None:
         bias = torch.zeros((), device=v.device)
     soft = reset == "subtract"
-    for t in range(len(current)):
+    # torch's C++ build step logs that it found no CUDA runtime, also on a CPU-only run that never
+    # needs one: noise for a user who asked for a CPU kernel
+    with _room_for_variants(), logger_level("torch.utils.cpp_extension", logging.ERROR):
         try:
-            with _room_for_variants(), _quiet_compiler_search():
-                step(v, current[t], threshold, bias, out[t], soft, weighted)
+            step(v, current[0], threshold, bias, out[0], soft, weighted)
         except Exception as error:  # compilation happens before the first step writes anything
-            if t:
-                raise
             _compiled["step"] = None
             warnings.warn(f"the fused neuron kernel could not be compiled ({type(error).__name__}: "
                           f"{str(error).splitlines()[0][:200] if str(error) else ''}); running the neurons unfused, "
                           "which gives the same results more slowly", RuntimeWarning, stacklevel=3)
             return False
+        for t in range(1, len(current)):
+            step(v, current[t], threshold, bias, out[t], soft, weighted)
     return True
 
 
